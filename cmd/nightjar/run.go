@@ -1,0 +1,127 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/nightjar-backup/nightjar/core"
+	"github.com/nightjar-backup/nightjar/core/engine"
+)
+
+// runReport is `run --json`'s output.
+type runReport struct {
+	ID        core.SnapshotID `json:"id"`
+	Pipeline  string          `json:"pipeline"`
+	Started   time.Time       `json:"started"`
+	Finished  time.Time       `json:"finished"`
+	Status    string          `json:"status"` // ok, partial, failed
+	Error     string          `json:"error,omitempty"`
+	Sinks     []sinkReport    `json:"sinks"`
+	Artifacts []core.Artifact `json:"artifacts"`
+}
+
+type sinkReport struct {
+	Name     string  `json:"name"`
+	Status   string  `json:"status"` // committed, failed
+	Error    string  `json:"error,omitempty"`
+	Bytes    int64   `json:"bytes"`
+	Duration float64 `json:"duration_seconds"`
+}
+
+func (a *app) runCmd() *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "run -c FILE",
+		Short: "Run the pipeline once: one snapshot in every sink",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			cfg, err := a.loadConfig(ctx)
+			if err != nil {
+				return err
+			}
+			b, err := engine.Build(ctx, cfg, a.reg, engine.NewEnv(cfg, a.log, nil), "")
+			if err != nil {
+				return err
+			}
+			defer b.Close()
+			res, runErr := engine.Run(ctx, b.Pipeline)
+			rep := report(cfg.Pipeline, res, runErr)
+			if asJSON {
+				if err := writeJSON(a.stdout, rep); err != nil {
+					return err
+				}
+			} else {
+				printReport(a, rep)
+			}
+			if runErr != nil {
+				code := exitFailed
+				if errors.Is(runErr, core.ErrPartial) {
+					code = exitPartial
+				}
+				if asJSON {
+					fmt.Fprintf(a.stderr, "nightjar: %v\n", runErr)
+				}
+				return silentError{code: code, err: runErr}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print a JSON run report on stdout")
+	return cmd
+}
+
+func report(pipeline string, res *engine.Result, runErr error) runReport {
+	rep := runReport{Pipeline: pipeline, Status: "ok", Sinks: []sinkReport{}, Artifacts: []core.Artifact{}}
+	if runErr != nil {
+		rep.Status, rep.Error = "failed", runErr.Error()
+		if errors.Is(runErr, core.ErrPartial) {
+			rep.Status = "partial"
+		}
+	}
+	if res == nil {
+		return rep
+	}
+	rep.ID, rep.Started, rep.Finished = res.ID, res.Started, res.Finished
+	if res.Artifacts != nil {
+		rep.Artifacts = res.Artifacts
+	}
+	for _, s := range res.Sinks {
+		sr := sinkReport{Name: s.Name, Status: "committed", Bytes: s.Bytes, Duration: s.Duration.Seconds()}
+		if !s.Committed {
+			sr.Status = "failed"
+			if s.Err != nil {
+				sr.Error = s.Err.Error()
+			}
+		}
+		rep.Sinks = append(rep.Sinks, sr)
+	}
+	return rep
+}
+
+func printReport(a *app, rep runReport) {
+	w := a.stdout
+	if rep.ID == "" {
+		fmt.Fprintf(w, "pipeline %s: run failed before a snapshot was started\n", rep.Pipeline)
+		return
+	}
+	fmt.Fprintf(w, "snapshot %s of pipeline %s: %s in %s\n", rep.ID, rep.Pipeline, rep.Status,
+		rep.Finished.Sub(rep.Started).Round(time.Millisecond))
+	for _, art := range rep.Artifacts {
+		fmt.Fprintf(w, "  artifact %-20s %10s raw  %10s stored  sha256 %.16s…\n", art.Name,
+			humanBytes(art.Size), humanBytes(art.StoredSize), art.SHA256)
+		if n := art.Meta["changed_while_read"]; n != "" {
+			fmt.Fprintf(w, "    warning: %s file(s) changed while read:\n      %s\n", n, art.Meta["changed_files"])
+		}
+	}
+	for _, s := range rep.Sinks {
+		line := fmt.Sprintf("  sink %-12s %-9s %10s  %.1fs", s.Name, s.Status, humanBytes(s.Bytes), s.Duration)
+		if s.Error != "" {
+			line += "  error: " + s.Error
+		}
+		fmt.Fprintln(w, line)
+	}
+}

@@ -1,0 +1,155 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+
+	"github.com/nightjar-backup/nightjar/core"
+)
+
+// chunkSize is the unit a fan-out hands to each sink's queue.
+const chunkSize = 1 << 20
+
+// chunk is a buffer shared read-only by every sink queue it was sent to; the last reader
+// returns it to the pool.
+type chunk struct {
+	b    []byte
+	refs atomic.Int32
+	pool *sync.Pool
+}
+
+func (c *chunk) release() {
+	if c.refs.Add(-1) == 0 {
+		c.b = c.b[:0]
+		c.pool.Put(c)
+	}
+}
+
+// stream feeds one sink's Put for one object from a bounded queue.
+type stream struct {
+	sink   *sinkState
+	ch     chan *chunk
+	pw     *io.PipeWriter
+	sent   int64
+	failed atomic.Bool
+	pumped chan struct{} // closed when the queue is drained
+	done   chan struct{} // closed when Put has returned
+	stored core.Stored
+	err    error
+}
+
+// fanout copies what is written into chunks and queues them for every live stream. One slow
+// sink slows the writer (its queue fills up); one failed sink only stops receiving.
+type fanout struct {
+	streams []*stream
+	cur     *chunk
+	pool    *sync.Pool
+}
+
+func newFanout(ctx context.Context, id core.SnapshotID, object string, sinks []*sinkState, depth int, pool *sync.Pool) *fanout {
+	f := &fanout{pool: pool}
+	for _, s := range sinks {
+		pr, pw := io.Pipe()
+		st := &stream{sink: s, ch: make(chan *chunk, depth), pw: pw, pumped: make(chan struct{}), done: make(chan struct{})}
+		go func() {
+			defer close(st.done)
+			st.stored, st.err = s.sink.Put(ctx, id, object, pr)
+			pr.CloseWithError(errOr(st.err, errPutReturned))
+		}()
+		go st.pump()
+		f.streams = append(f.streams, st)
+	}
+	return f
+}
+
+var errPutReturned = errors.New("sink stopped reading")
+
+func errOr(err, def error) error {
+	if err != nil {
+		return err
+	}
+	return def
+}
+
+// pump writes queued chunks into the sink's pipe; after a failure it keeps draining so
+// the writer never blocks on a dead sink.
+func (st *stream) pump() {
+	defer close(st.pumped)
+	for c := range st.ch {
+		if !st.failed.Load() {
+			if _, err := st.pw.Write(c.b); err != nil {
+				st.failed.Store(true)
+			}
+		}
+		c.release()
+	}
+}
+
+func (f *fanout) Write(p []byte) (int, error) {
+	n := len(p)
+	for len(p) > 0 {
+		if f.cur == nil {
+			f.cur = f.pool.Get().(*chunk)
+		}
+		k := copy(f.cur.b[len(f.cur.b):cap(f.cur.b)], p)
+		f.cur.b = f.cur.b[:len(f.cur.b)+k]
+		p = p[k:]
+		if len(f.cur.b) == cap(f.cur.b) {
+			f.send()
+		}
+	}
+	return n, nil
+}
+
+func (f *fanout) send() {
+	c := f.cur
+	f.cur = nil
+	if c == nil || len(c.b) == 0 {
+		if c != nil {
+			f.pool.Put(c)
+		}
+		return
+	}
+	c.refs.Store(1) // the sender's own reference, dropped below
+	for _, st := range f.streams {
+		if st.failed.Load() {
+			continue
+		}
+		c.refs.Add(1)
+		st.sent += int64(len(c.b))
+		st.ch <- c
+	}
+	c.release()
+}
+
+// finish flushes and closes every stream; abort (if not nil) makes each Put fail instead of
+// completing, so nothing partial is stored. It waits for every Put to return.
+func (f *fanout) finish(abort error) {
+	if abort == nil {
+		f.send()
+	} else if f.cur != nil {
+		f.cur.b = f.cur.b[:0]
+		f.pool.Put(f.cur)
+		f.cur = nil
+	}
+	for _, st := range f.streams {
+		close(st.ch)
+	}
+	for _, st := range f.streams {
+		<-st.pumped
+		if abort != nil {
+			st.pw.CloseWithError(abort)
+		} else {
+			st.pw.Close()
+		}
+		<-st.done
+		if st.err == nil && abort == nil && (st.failed.Load() || st.stored.Size != st.sent) {
+			// Put returned success without reading everything, or reports another size.
+			st.err = fmt.Errorf("sink reported %d bytes stored, %d were sent", st.stored.Size, st.sent)
+		}
+	}
+}

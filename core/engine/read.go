@@ -1,0 +1,129 @@
+package engine
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+
+	"github.com/nightjar-backup/nightjar/core"
+)
+
+// ErrDamaged is wrapped by errors that mean a stored artifact does not match its manifest.
+var ErrDamaged = errors.New("damaged")
+
+// checkReader hashes what is read and, at EOF, compares size and sha256 with the manifest.
+type checkReader struct {
+	r        io.Reader
+	h        hash.Hash
+	n        int64
+	wantN    int64
+	wantSum  string
+	what     string
+	finished bool
+}
+
+func newCheckReader(r io.Reader, size int64, sum, what string) *checkReader {
+	return &checkReader{r: r, h: sha256.New(), wantN: size, wantSum: sum, what: what}
+}
+
+func (c *checkReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.h.Write(p[:n])
+	c.n += int64(n)
+	if c.n > c.wantN {
+		return n, fmt.Errorf("%w: %s is longer than the %d bytes the manifest records", ErrDamaged, c.what, c.wantN)
+	}
+	if err == io.EOF {
+		if cerr := c.check(); cerr != nil {
+			return n, cerr
+		}
+	}
+	return n, err
+}
+
+func (c *checkReader) check() error {
+	c.finished = true
+	if c.n != c.wantN {
+		return fmt.Errorf("%w: %s has %d bytes, the manifest records %d", ErrDamaged, c.what, c.n, c.wantN)
+	}
+	if got := hex.EncodeToString(c.h.Sum(nil)); got != c.wantSum {
+		return fmt.Errorf("%w: %s has sha256 %s, the manifest records %s", ErrDamaged, c.what, got, c.wantSum)
+	}
+	return nil
+}
+
+// DecoderFunc rebuilds a transform from its manifest descriptor, for decoding.
+type DecoderFunc func(desc map[string]string) (core.Transform, error)
+
+// RegistryDecoders returns a DecoderFunc backed by the registry's transforms.
+func RegistryDecoders(reg *core.Registry, env core.Env) DecoderFunc {
+	return func(desc map[string]string) (core.Transform, error) {
+		p, ok := reg.Transform(desc["type"])
+		if !ok || p.FromDescriptor == nil {
+			return nil, fmt.Errorf("unknown transform %q in manifest", desc["type"])
+		}
+		return p.FromDescriptor(desc, env)
+	}
+}
+
+// OpenStored streams an artifact's stored bytes; reading it to EOF checks them against
+// the manifest (an error wrapping ErrDamaged on mismatch).
+func OpenStored(ctx context.Context, sink core.Sink, m *core.Manifest, a *core.Artifact) (io.ReadCloser, error) {
+	rc, err := sink.Open(ctx, m.ID, a.Object)
+	if err != nil {
+		return nil, err
+	}
+	return readCloser{newCheckReader(rc, a.StoredSize, a.StoredSHA256, a.Object), rc.Close}, nil
+}
+
+// OpenRaw streams an artifact's raw bytes: stored bytes checked, decoded in reverse
+// transform order, raw bytes checked. Only a reader read to EOF without error is verified.
+func OpenRaw(ctx context.Context, sink core.Sink, m *core.Manifest, a *core.Artifact, decoders DecoderFunc) (io.ReadCloser, error) {
+	stored, err := OpenStored(ctx, sink, m, a)
+	if err != nil {
+		return nil, err
+	}
+	closers := []func() error{stored.Close}
+	closeAll := func() error {
+		var first error
+		for i := len(closers) - 1; i >= 0; i-- {
+			if err := closers[i](); err != nil && first == nil {
+				first = err
+			}
+		}
+		return first
+	}
+	var r io.Reader = stored
+	for i := len(a.Transforms) - 1; i >= 0; i-- {
+		t, err := decoders(a.Transforms[i])
+		if err != nil {
+			closeAll()
+			return nil, fmt.Errorf("artifact %s: %w", a.Name, err)
+		}
+		dr, err := t.Decode(r)
+		if err != nil {
+			closeAll()
+			return nil, fmt.Errorf("artifact %s: %w", a.Name, err)
+		}
+		closers = append(closers, dr.Close)
+		r = dr
+	}
+	return readCloser{newCheckReader(r, a.Size, a.SHA256, a.Name+" (decoded)"), closeAll}, nil
+}
+
+type readCloser struct {
+	io.Reader
+	close func() error
+}
+
+func (rc readCloser) Close() error { return rc.close() }
+
+// Check reads r to EOF and returns any error, including a damage found at the end.
+func Drain(r io.Reader) error {
+	_, err := io.Copy(io.Discard, r)
+	return err
+}

@@ -1,0 +1,200 @@
+package tree
+
+import (
+	"archive/tar"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/nightjar-backup/nightjar/core"
+)
+
+// safeName checks a tar entry name and returns it cleaned; names that are absolute or climb
+// out of the target with ".." are refused.
+func safeName(name string) (string, error) {
+	if name == "" {
+		return "", errors.New("empty entry name")
+	}
+	if strings.HasPrefix(name, "/") || filepath.IsAbs(name) || strings.Contains(name, "\\") {
+		return "", fmt.Errorf("refusing entry %q: absolute path", name)
+	}
+	clean := path.Clean(name)
+	if clean == ".." || strings.HasPrefix(clean, "../") {
+		return "", fmt.Errorf("refusing entry %q: it escapes the target folder", name)
+	}
+	for _, el := range strings.Split(name, "/") {
+		if el == ".." {
+			return "", fmt.Errorf("refusing entry %q: '..' in path", name)
+		}
+	}
+	return clean, nil
+}
+
+// Check reads the whole tar stream and checks every entry name.
+func (s *Source) Check(ctx context.Context, r io.Reader) error {
+	tr := tar.NewReader(r)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("tar: %w", err)
+		}
+		if _, err := safeName(h.Name); err != nil {
+			return err
+		}
+		if _, err := io.Copy(io.Discard, tr); err != nil {
+			return fmt.Errorf("tar: %s: %w", h.Name, err)
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+	}
+}
+
+// Restore extracts the tar stream into dir/<source name>. All file operations go through an
+// os.Root, so neither a crafted name nor a symlink in the archive can write outside it. An
+// existing non-empty target is refused unless opt.Force; without Force no file is replaced.
+func (s *Source) Restore(ctx context.Context, r io.Reader, dir string, opt core.RestoreOptions) error {
+	target := filepath.Join(dir, s.name)
+	if entries, err := os.ReadDir(target); err == nil && len(entries) > 0 && !opt.Force {
+		return fmt.Errorf("restore %q: %s exists and is not empty; choose another --to or pass --force to overwrite", s.name, target)
+	}
+	if err := os.MkdirAll(target, 0o755); err != nil {
+		return fmt.Errorf("restore %q: %w", s.name, err)
+	}
+	return Extract(ctx, r, target, opt.Force)
+}
+
+type dirTime struct {
+	name string
+	mt   time.Time
+}
+
+// Extract writes a tar stream below target.
+func Extract(ctx context.Context, r io.Reader, target string, force bool) error {
+	root, err := os.OpenRoot(target)
+	if err != nil {
+		return fmt.Errorf("extract: %w", err)
+	}
+	defer root.Close()
+	tr := tar.NewReader(r)
+	buf := make([]byte, 1<<20)
+	var dirs []dirTime
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("extract: tar: %w", err)
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		name, err := safeName(h.Name)
+		if err != nil {
+			return fmt.Errorf("extract: %w", err)
+		}
+		if name == "." {
+			continue
+		}
+		if dir := path.Dir(name); dir != "." {
+			if err := root.MkdirAll(dir, 0o755); err != nil {
+				return fmt.Errorf("extract %s: %w", name, err)
+			}
+		}
+		mode := fs.FileMode(h.Mode).Perm() | tarSpecial(h.Mode)
+		switch h.Typeflag {
+		case tar.TypeDir:
+			if err := root.Mkdir(name, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+				return fmt.Errorf("extract %s: %w", name, err)
+			}
+			if err := root.Chmod(name, mode); err != nil {
+				return fmt.Errorf("extract %s: %w", name, err)
+			}
+			dirs = append(dirs, dirTime{name, h.ModTime})
+		case tar.TypeReg:
+			if err := writeFile(root, name, tr, mode, force, buf); err != nil {
+				return fmt.Errorf("extract %s: %w", name, err)
+			}
+			if err := root.Chtimes(name, h.ModTime, h.ModTime); err != nil {
+				return fmt.Errorf("extract %s: %w", name, err)
+			}
+		case tar.TypeSymlink:
+			if force {
+				_ = root.Remove(name)
+			}
+			if err := root.Symlink(h.Linkname, name); err != nil {
+				if errors.Is(err, fs.ErrExist) {
+					return fmt.Errorf("extract %s: already exists; pass --force to overwrite", name)
+				}
+				return fmt.Errorf("extract %s: %w", name, err)
+			}
+			// Only when the root resolves the link's folder inside itself, so a symlinked
+			// parent cannot redirect the time change outside the target.
+			if info, err := root.Lstat(name); err == nil && info.Mode()&fs.ModeSymlink != 0 {
+				_ = lchtimes(filepath.Join(root.Name(), name), h.ModTime)
+			}
+		default:
+			return fmt.Errorf("extract %s: unsupported tar entry type %q", name, h.Typeflag)
+		}
+	}
+	// Directory mtimes last, deepest first, since writing inside a folder changes its mtime.
+	for i := len(dirs) - 1; i >= 0; i-- {
+		if err := root.Chtimes(dirs[i].name, dirs[i].mt, dirs[i].mt); err != nil {
+			return fmt.Errorf("extract %s: %w", dirs[i].name, err)
+		}
+	}
+	return nil
+}
+
+func tarSpecial(m int64) fs.FileMode {
+	var out fs.FileMode
+	if m&0o4000 != 0 {
+		out |= fs.ModeSetuid
+	}
+	if m&0o2000 != 0 {
+		out |= fs.ModeSetgid
+	}
+	if m&0o1000 != 0 {
+		out |= fs.ModeSticky
+	}
+	return out
+}
+
+func writeFile(root *os.Root, name string, r io.Reader, mode fs.FileMode, force bool, buf []byte) error {
+	flags := os.O_WRONLY | os.O_CREATE | os.O_EXCL
+	if force {
+		if info, err := root.Lstat(name); err == nil && !info.Mode().IsRegular() {
+			if err := root.Remove(name); err != nil {
+				return err
+			}
+		}
+		flags = os.O_WRONLY | os.O_CREATE | os.O_TRUNC
+	}
+	f, err := root.OpenFile(name, flags, 0o600)
+	if err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return errors.New("already exists; pass --force to overwrite")
+		}
+		return err
+	}
+	if _, err := io.CopyBuffer(f, r, buf); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Chmod(mode); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}

@@ -1,0 +1,305 @@
+// Package tree is the directory-tree source: a deterministic PAX tar stream of a folder.
+// An unchanged tree gives identical bytes on the next run (sorted walk, no atime or ctime,
+// numeric owners only), which restic's deduplication depends on.
+package tree
+
+import (
+	"archive/tar"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/nightjar-backup/nightjar/core"
+)
+
+// Register adds the tree source to r.
+func Register(r *core.Registry) {
+	r.AddSource(core.SourcePlugin{
+		Type: "tree",
+		Doc:  "A PAX tar stream of a directory tree: regular files, directories (empty ones too), symlinks (as links), modes, mtimes and numeric owners. Stored as <name>.tar.",
+		Fields: []core.Field{
+			{Name: "path", Kind: core.KindPath, Required: true, Doc: "The folder to back up.", Example: "/data"},
+			{Name: "exclude", Kind: core.KindStrings, Doc: "Glob patterns (path.Match) matched against each entry's path relative to `path` and against its base name; a matching folder is skipped whole.", Example: `["*.tmp", "cache/"]`},
+		},
+		New: func(c *core.Component, env core.Env) (core.Source, error) {
+			return New(c.Name, c.String("path"), c.Strings("exclude"), env.Logger)
+		},
+	})
+}
+
+// Source archives one folder.
+type Source struct {
+	name    string
+	root    string
+	exclude []string
+	log     *slog.Logger
+}
+
+// New returns a tree source; patterns are checked here so a bad glob is a config error.
+func New(name, root string, exclude []string, log *slog.Logger) (*Source, error) {
+	for _, p := range exclude {
+		if _, err := path.Match(strings.TrimSuffix(p, "/"), ""); err != nil {
+			return nil, fmt.Errorf("source %q: invalid exclude pattern %q: %w", name, p, err)
+		}
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Source{name: name, root: root, exclude: exclude, log: log}, nil
+}
+
+func (s *Source) Describe() core.ArtifactSpec {
+	return core.ArtifactSpec{Name: s.name, Kind: "tree", Filename: s.name + ".tar"}
+}
+
+// excluded reports whether rel (slash-separated, relative to root) matches an exclude.
+func (s *Source) excluded(rel string, isDir bool) bool {
+	base := path.Base(rel)
+	for _, p := range s.exclude {
+		dirOnly := strings.HasSuffix(p, "/")
+		p = strings.TrimSuffix(p, "/")
+		if dirOnly && !isDir {
+			continue
+		}
+		if ok, _ := path.Match(p, rel); ok {
+			return true
+		}
+		if ok, _ := path.Match(p, base); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// stats are recorded in the manifest.
+type stats struct {
+	files, dirs, symlinks, skipped, changed int64
+	bytes                                   int64
+	changedNames                            []string
+}
+
+// entry is one item of the sorted walk.
+type entry struct {
+	rel  string // slash-separated, relative to root; "" is the root itself
+	abs  string
+	info fs.FileInfo
+}
+
+// walk calls fn for every entry in sorted order, skipping excludes. An unreadable folder
+// fails the walk with an error naming it.
+func (s *Source) walk(ctx context.Context, fn func(e entry) error) error {
+	info, err := os.Lstat(s.root)
+	if err != nil {
+		return fmt.Errorf("source %q: %w", s.name, err)
+	}
+	if !info.IsDir() {
+		return fmt.Errorf("source %q: %s is not a directory", s.name, s.root)
+	}
+	return filepath.WalkDir(s.root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return fmt.Errorf("source %q: cannot read %s: %w", s.name, p, unwrapPathErr(err))
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(s.root, p)
+		rel = filepath.ToSlash(rel)
+		if rel == "." {
+			return nil // the root itself is the archive's top; its entries come next
+		}
+		if s.excluded(rel, d.IsDir()) {
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		info, err := d.Info()
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil // deleted since the folder was read
+		}
+		if err != nil {
+			return fmt.Errorf("source %q: stat %s: %w", s.name, p, err)
+		}
+		return fn(entry{rel: rel, abs: p, info: info})
+	})
+}
+
+func unwrapPathErr(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+// EstimateSize walks the tree and adds up what the tar stream will hold.
+func (s *Source) EstimateSize(ctx context.Context) int64 {
+	var n int64 = 1024 // end-of-archive blocks
+	err := s.walk(ctx, func(e entry) error {
+		n += 512 + 512 // header, plus room for a PAX record
+		if e.info.Mode().IsRegular() {
+			n += (e.info.Size() + 511) &^ 511
+		}
+		return nil
+	})
+	if err != nil {
+		return -1
+	}
+	return n
+}
+
+// Snapshot writes the tar stream to w.
+func (s *Source) Snapshot(ctx context.Context, w io.Writer) (map[string]string, error) {
+	tw := tar.NewWriter(w)
+	var st stats
+	buf := make([]byte, 1<<20)
+	err := s.walk(ctx, func(e entry) error { return s.writeEntry(tw, e, &st, buf) })
+	if err != nil {
+		return nil, err
+	}
+	if err := tw.Close(); err != nil {
+		return nil, fmt.Errorf("source %q: finish tar: %w", s.name, err)
+	}
+	meta := map[string]string{
+		"files":    strconv.FormatInt(st.files, 10),
+		"dirs":     strconv.FormatInt(st.dirs, 10),
+		"symlinks": strconv.FormatInt(st.symlinks, 10),
+		"bytes":    strconv.FormatInt(st.bytes, 10),
+		"path":     s.root,
+	}
+	if st.skipped > 0 {
+		meta["skipped_special"] = strconv.FormatInt(st.skipped, 10)
+	}
+	if st.changed > 0 {
+		meta["changed_while_read"] = strconv.FormatInt(st.changed, 10)
+		names := st.changedNames
+		if len(names) > 20 {
+			names = append(names[:20:20], fmt.Sprintf("... and %d more", len(st.changedNames)-20))
+		}
+		meta["changed_files"] = strings.Join(names, "\n")
+	}
+	return meta, nil
+}
+
+func header(e entry) (*tar.Header, error) {
+	mode := e.info.Mode()
+	h := &tar.Header{
+		Name:    e.rel,
+		Mode:    int64(mode.Perm()),
+		ModTime: e.info.ModTime(),
+		Format:  tar.FormatPAX,
+	}
+	if mode&fs.ModeSetuid != 0 {
+		h.Mode |= 0o4000
+	}
+	if mode&fs.ModeSetgid != 0 {
+		h.Mode |= 0o2000
+	}
+	if mode&fs.ModeSticky != 0 {
+		h.Mode |= 0o1000
+	}
+	if sys, ok := e.info.Sys().(*syscall.Stat_t); ok {
+		h.Uid, h.Gid = int(sys.Uid), int(sys.Gid)
+	}
+	switch {
+	case mode.IsRegular():
+		h.Typeflag = tar.TypeReg
+		h.Size = e.info.Size()
+	case mode.IsDir():
+		h.Typeflag = tar.TypeDir
+		h.Name += "/"
+	case mode&fs.ModeSymlink != 0:
+		target, err := os.Readlink(e.abs)
+		if err != nil {
+			return nil, err
+		}
+		h.Typeflag = tar.TypeSymlink
+		h.Linkname = target
+	default:
+		return nil, nil // devices, sockets, pipes: not backed up
+	}
+	return h, nil
+}
+
+func (s *Source) writeEntry(tw *tar.Writer, e entry, st *stats, buf []byte) error {
+	h, err := header(e)
+	if err != nil {
+		return fmt.Errorf("source %q: %s: %w", s.name, e.abs, err)
+	}
+	if h == nil {
+		st.skipped++
+		s.log.Warn("skipping special file", "source", s.name, "path", e.abs, "mode", e.info.Mode().String())
+		return nil
+	}
+	if h.Typeflag != tar.TypeReg {
+		if err := tw.WriteHeader(h); err != nil {
+			return fmt.Errorf("source %q: write %s: %w", s.name, e.rel, err)
+		}
+		if h.Typeflag == tar.TypeDir {
+			st.dirs++
+		} else {
+			st.symlinks++
+		}
+		return nil
+	}
+	f, err := os.Open(e.abs)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil // deleted since the folder was read: not part of this snapshot
+	}
+	if err != nil {
+		return fmt.Errorf("source %q: cannot read %s: %w", s.name, e.abs, unwrapPathErr(err))
+	}
+	defer f.Close()
+	// Take size and mtime from the open file, so the header matches what we read.
+	if info, err := f.Stat(); err == nil && info.Mode().IsRegular() {
+		e.info = info
+		h.Size, h.ModTime = info.Size(), info.ModTime()
+	}
+	if err := tw.WriteHeader(h); err != nil {
+		return fmt.Errorf("source %q: write %s: %w", s.name, e.rel, err)
+	}
+	n, err := io.CopyBuffer(tw, io.LimitReader(f, h.Size), buf)
+	if err != nil {
+		return fmt.Errorf("source %q: cannot read %s: %w", s.name, e.abs, unwrapPathErr(err))
+	}
+	changed := false
+	if n < h.Size { // shrank while read: pad so the archive stays valid, and report it
+		if err := zeroFill(tw, h.Size-n, buf); err != nil {
+			return fmt.Errorf("source %q: write %s: %w", s.name, e.rel, err)
+		}
+		changed = true
+	}
+	if after, err := f.Stat(); err == nil && (after.Size() != h.Size || !after.ModTime().Equal(h.ModTime)) {
+		changed = true
+	}
+	if changed {
+		st.changed++
+		st.changedNames = append(st.changedNames, e.rel)
+		s.log.Warn("file changed while it was read; its copy in this snapshot may be inconsistent",
+			"source", s.name, "path", e.abs)
+	}
+	st.files++
+	st.bytes += h.Size
+	return nil
+}
+
+func zeroFill(w io.Writer, n int64, buf []byte) error {
+	clear(buf)
+	for n > 0 {
+		k := min(n, int64(len(buf)))
+		if _, err := w.Write(buf[:k]); err != nil {
+			return err
+		}
+		n -= k
+	}
+	return nil
+}
