@@ -120,7 +120,7 @@ func (a *app) rootCmd() *cobra.Command {
 	a.v.AutomaticEnv()
 	_ = a.v.BindPFlags(pf)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return fmt.Errorf("%w: %v", core.ErrUsage, err) })
-	root.AddCommand(a.runCmd(), a.snapshotsCmd(), a.restoreCmd(), a.verifyCmd(), a.configCmd(), a.versionCmd())
+	root.AddCommand(a.runCmd(), a.snapshotsCmd(), a.restoreCmd(), a.verifyCmd(), a.configCmd(), a.keygenCmd(), a.versionCmd())
 	return root
 }
 

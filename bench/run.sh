@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Runs every benchmark script in bench/ (each compares nightjar with the stock tool doing the
+# same work on the same generated data) and collects their reports in bench/out/report.md.
+# BENCH_SIZE_MB sets the data size where a script takes one.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mkdir -p bench/out
+: > bench/out/report.md
+echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(go version | cut -d' ' -f3), $(uname -r)" | tee -a bench/out/report.md
+for s in bench/[0-9]*.sh; do
+  [ -e "$s" ] || continue
+  echo "== $s" | tee -a bench/out/report.md
+  bash "$s" 2>&1 | tee -a bench/out/report.md
+done
+echo "report: bench/out/report.md"
