@@ -48,7 +48,12 @@ func main() {
 }
 
 func execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	a := &app{reg: all.Registry(), v: viper.New(), stdout: stdout, stderr: stderr}
+	return executeWith(ctx, all.Registry(), args, stdout, stderr)
+}
+
+// executeWith runs the CLI with the given plugins (tests add instrumented ones).
+func executeWith(ctx context.Context, reg *core.Registry, args []string, stdout, stderr io.Writer) int {
+	a := &app{reg: reg, v: viper.New(), stdout: stdout, stderr: stderr}
 	root := a.rootCmd()
 	root.SetArgs(args)
 	root.SetOut(stdout)

@@ -62,9 +62,7 @@ func (a *app) runCmd() *cobra.Command {
 				if errors.Is(runErr, core.ErrPartial) {
 					code = exitPartial
 				}
-				if asJSON {
-					fmt.Fprintf(a.stderr, "nightjar: %v\n", runErr)
-				}
+				fmt.Fprintf(a.stderr, "nightjar: %v\n", runErr)
 				return silentError{code: code, err: runErr}
 			}
 			return nil

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -107,7 +108,7 @@ func Load(ctx context.Context, file string, reg *core.Registry) (*Config, error)
 func Parse(ctx context.Context, file string, b []byte, reg *core.Registry, lookup func(string) (string, bool)) (*Config, error) {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(b, &doc); err != nil {
-		return nil, core.ConfigErrors{{File: file, Msg: "invalid YAML: " + strings.TrimPrefix(err.Error(), "yaml: ")}}
+		return nil, core.ConfigErrors{yamlError(file, err)}
 	}
 	p := &parser{file: file, lines: map[string]int{}, lookup: lookup}
 	if len(doc.Content) == 0 {
@@ -227,4 +228,18 @@ func expand(s string, lookup func(string) (string, bool)) (string, error) {
 		return v
 	})
 	return out, firstErr
+}
+
+var yamlLine = regexp.MustCompile(`^yaml: line (\d+): `)
+
+// yamlError turns "yaml: line 3: did not find ..." into file:3: invalid YAML: did not find ...
+func yamlError(file string, err error) *core.ConfigError {
+	msg := err.Error()
+	ce := &core.ConfigError{File: file}
+	if m := yamlLine.FindStringSubmatch(msg); m != nil {
+		ce.Line, _ = strconv.Atoi(m[1])
+		msg = msg[len(m[0]):]
+	}
+	ce.Msg = "invalid YAML: " + strings.TrimPrefix(msg, "yaml: ")
+	return ce
 }
