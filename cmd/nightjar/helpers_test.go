@@ -13,7 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-		"testing"
+	"testing"
 	"time"
 
 	"filippo.io/age"
