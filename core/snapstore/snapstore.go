@@ -35,10 +35,22 @@ func (s *Store) key(id core.SnapshotID, object string) string {
 	return path.Join(s.pipeline, string(id), object)
 }
 
+// checkObject refuses object names that are not one plain file name: path.Join would
+// otherwise clean "../x" into a key outside the snapshot's folder.
+func checkObject(object string) error {
+	if object == "" || object == "." || object == ".." || strings.ContainsAny(object, "/\\") {
+		return fmt.Errorf("invalid object name %q: expected a file name without '/'", object)
+	}
+	return nil
+}
+
 // Put stores one object of snapshot id.
 func (s *Store) Put(ctx context.Context, id core.SnapshotID, object string, r io.Reader) (core.Stored, error) {
 	if object == core.ManifestName {
 		return core.Stored{}, fmt.Errorf("object name %q is reserved", object)
+	}
+	if err := checkObject(object); err != nil {
+		return core.Stored{}, err
 	}
 	key := s.key(id, object)
 	if err := blob.ValidateKey(key); err != nil {
@@ -156,6 +168,9 @@ func (s *Store) manifest(ctx context.Context, id core.SnapshotID) (*core.Manifes
 
 // Open streams an object of a snapshot.
 func (s *Store) Open(ctx context.Context, id core.SnapshotID, object string) (io.ReadCloser, error) {
+	if err := checkObject(object); err != nil {
+		return nil, fmt.Errorf("open %s: %w", id, err)
+	}
 	rc, err := s.blobs.Get(ctx, s.key(id, object), 0)
 	if err != nil {
 		return nil, fmt.Errorf("open %s/%s: %w", id, object, err)
