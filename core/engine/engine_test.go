@@ -107,7 +107,9 @@ func (s *memSink) Open(ctx context.Context, id core.SnapshotID, object string) (
 	return io.NopCloser(bytes.NewReader(b)), nil
 }
 
-func (s *memSink) Delete(ctx context.Context, id core.SnapshotID) error { return s.DeleteLeftover(ctx, id) }
+func (s *memSink) Delete(ctx context.Context, id core.SnapshotID) error {
+	return s.DeleteLeftover(ctx, id)
+}
 
 func (s *memSink) Leftovers(ctx context.Context) ([]core.Leftover, error) { return nil, nil }
 
