@@ -37,11 +37,60 @@ func safeName(name string) (string, error) {
 	return clean, nil
 }
 
-// Check reads the whole tar stream and checks every entry name.
+// endReader remembers how a tar stream ended. archive/tar returns io.EOF both at the
+// end-of-archive marker (two zero blocks) and when the stream simply stops at an entry
+// boundary, so a truncated archive would look complete; this tells them apart.
+type endReader struct {
+	r    io.Reader
+	n    int64
+	tail [1024]byte // the last bytes read
+	fill int
+}
+
+func (e *endReader) Read(p []byte) (int, error) {
+	n, err := e.r.Read(p)
+	e.n += int64(n)
+	b := p[:n]
+	if len(b) >= len(e.tail) {
+		copy(e.tail[:], b[len(b)-len(e.tail):])
+		e.fill = len(e.tail)
+	} else if n > 0 {
+		keep := min(e.fill, len(e.tail)-len(b))
+		copy(e.tail[:keep], e.tail[e.fill-keep:e.fill])
+		copy(e.tail[keep:], b)
+		e.fill = keep + len(b)
+	}
+	return n, err
+}
+
+// next is tr.Next, but an io.EOF without the end-of-archive marker is an error.
+func (e *endReader) next(tr *tar.Reader) (*tar.Header, error) {
+	before := e.n
+	h, err := tr.Next()
+	if err != io.EOF {
+		return h, err
+	}
+	if e.n-before < int64(len(e.tail)) || e.fill < len(e.tail) || !allZero(e.tail[:]) {
+		return nil, errors.New("the archive is truncated: it ends without the end-of-archive marker")
+	}
+	return nil, io.EOF
+}
+
+func allZero(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// Check reads the whole tar stream and checks every entry name and that it is complete.
 func (s *Source) Check(ctx context.Context, r io.Reader) error {
-	tr := tar.NewReader(r)
+	er := &endReader{r: r}
+	tr := tar.NewReader(er)
 	for {
-		h, err := tr.Next()
+		h, err := er.next(tr)
 		if err == io.EOF {
 			return nil
 		}
@@ -86,11 +135,12 @@ func Extract(ctx context.Context, r io.Reader, target string, force bool) error 
 		return fmt.Errorf("extract: %w", err)
 	}
 	defer root.Close()
-	tr := tar.NewReader(r)
+	er := &endReader{r: r}
+	tr := tar.NewReader(er)
 	buf := make([]byte, 1<<20)
 	var dirs []dirTime
 	for {
-		h, err := tr.Next()
+		h, err := er.next(tr)
 		if err == io.EOF {
 			break
 		}

@@ -145,7 +145,7 @@ func unwrapPathErr(err error) error {
 func (s *Source) EstimateSize(ctx context.Context) int64 {
 	var n int64 = 1024 // end-of-archive blocks
 	err := s.walk(ctx, func(e entry) error {
-		n += 512 + 512 // header, plus room for a PAX record
+		n += 512 + 1024 // header, plus a PAX header and its records
 		if e.info.Mode().IsRegular() {
 			n += (e.info.Size() + 511) &^ 511
 		}

@@ -1,0 +1,263 @@
+package tree
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+func mkfile(t testing.TB, p, body string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func names(t *testing.T, b []byte) []string {
+	t.Helper()
+	tr := tar.NewReader(bytes.NewReader(b))
+	var out []string
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return out
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, h.Name)
+	}
+}
+
+func TestExclude(t *testing.T) {
+	dir := t.TempDir()
+	for _, p := range []string{"keep.txt", "drop.tmp", "cache/a", "sub/cache/b", "sub/keep.db", "sub/keep.db-wal", "logs/x.log"} {
+		mkfile(t, filepath.Join(dir, p), p)
+	}
+	tests := []struct {
+		exclude []string
+		want    []string
+	}{
+		{nil, []string{"cache/", "cache/a", "drop.tmp", "keep.txt", "logs/", "logs/x.log", "sub/", "sub/cache/", "sub/cache/b", "sub/keep.db", "sub/keep.db-wal"}},
+		{[]string{"*.tmp", "cache/"}, []string{"keep.txt", "logs/", "logs/x.log", "sub/", "sub/keep.db", "sub/keep.db-wal"}},
+		{[]string{"sub/keep.db*", "logs"}, []string{"cache/", "cache/a", "drop.tmp", "keep.txt", "sub/", "sub/cache/", "sub/cache/b"}},
+		{[]string{"keep.txt/"}, []string{"cache/", "cache/a", "drop.tmp", "keep.txt", "logs/", "logs/x.log", "sub/", "sub/cache/", "sub/cache/b", "sub/keep.db", "sub/keep.db-wal"}},
+	}
+	for _, tc := range tests {
+		s, err := New("d", dir, tc.exclude, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var buf bytes.Buffer
+		if _, err := s.Snapshot(context.Background(), &buf); err != nil {
+			t.Fatal(err)
+		}
+		got := names(t, buf.Bytes())
+		if strings.Join(got, ",") != strings.Join(tc.want, ",") {
+			t.Errorf("exclude %v:\n got %v\nwant %v", tc.exclude, got, tc.want)
+		}
+		if !sort.StringsAreSorted(got) {
+			t.Errorf("entries are not in sorted order: %v", got)
+		}
+	}
+	if _, err := New("d", dir, []string{"[unclosed"}, nil); err == nil || !strings.Contains(err.Error(), "invalid exclude pattern") {
+		t.Errorf("bad glob: %v", err)
+	}
+}
+
+func TestSnapshotMetaAndEstimate(t *testing.T) {
+	dir := t.TempDir()
+	mkfile(t, filepath.Join(dir, "a"), strings.Repeat("x", 1000))
+	mkfile(t, filepath.Join(dir, "d/b"), "yy")
+	os.Symlink("a", filepath.Join(dir, "l"))
+	s, _ := New("d", dir, nil, nil)
+	var buf bytes.Buffer
+	meta, err := s.Snapshot(context.Background(), &buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if meta["files"] != "2" || meta["dirs"] != "1" || meta["symlinks"] != "1" || meta["bytes"] != "1002" {
+		t.Errorf("meta: %v", meta)
+	}
+	if est := s.EstimateSize(context.Background()); est < int64(buf.Len()) {
+		t.Errorf("estimate %d is below the real size %d", est, buf.Len())
+	}
+	if err := s.Check(context.Background(), bytes.NewReader(buf.Bytes())); err != nil {
+		t.Errorf("check of a good tar: %v", err)
+	}
+	if err := s.Check(context.Background(), bytes.NewReader(buf.Bytes()[:700])); err == nil {
+		t.Error("check of a truncated tar passed")
+	}
+}
+
+// hookWriter calls fn once after n bytes have gone through.
+type hookWriter struct {
+	w    io.Writer
+	n    int
+	fn   func()
+	done bool
+}
+
+func (h *hookWriter) Write(p []byte) (int, error) {
+	n, err := h.w.Write(p)
+	h.n -= n
+	if h.n <= 0 && !h.done {
+		h.done = true
+		h.fn()
+	}
+	return n, err
+}
+
+func TestChangedWhileRead(t *testing.T) {
+	tests := []struct {
+		name   string
+		change func(p string)
+	}{
+		{"grows", func(p string) {
+			f, _ := os.OpenFile(p, os.O_APPEND|os.O_WRONLY, 0)
+			f.Write([]byte("more"))
+			f.Close()
+		}},
+		{"shrinks", func(p string) { os.Truncate(p, 10) }},
+		{"rewritten in place", func(p string) {
+			f, _ := os.OpenFile(p, os.O_WRONLY, 0)
+			f.WriteAt([]byte("changed"), 0)
+			f.Close()
+			os.Chtimes(p, time.Now().Add(time.Hour), time.Now().Add(time.Hour))
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			p := filepath.Join(dir, "big.log")
+			mkfile(t, p, strings.Repeat("0123456789", 1<<20))
+			os.Chtimes(p, time.Now().Add(-time.Hour), time.Now().Add(-time.Hour))
+			mkfile(t, filepath.Join(dir, "z-after"), "after")
+			s, _ := New("d", dir, nil, nil)
+			var buf bytes.Buffer
+			meta, err := s.Snapshot(context.Background(), &hookWriter{w: &buf, n: 4 << 10, fn: func() { tc.change(p) }})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if meta["changed_while_read"] != "1" || meta["changed_files"] != "big.log" {
+				t.Fatalf("meta: %v", meta)
+			}
+			// The archive stays valid: every entry reads to its end.
+			if err := s.Check(context.Background(), bytes.NewReader(buf.Bytes())); err != nil {
+				t.Fatal(err)
+			}
+			if got := names(t, buf.Bytes()); len(got) != 2 {
+				t.Fatalf("entries: %v", got)
+			}
+		})
+	}
+}
+
+func TestSnapshotErrors(t *testing.T) {
+	dir := t.TempDir()
+	mkfile(t, filepath.Join(dir, "f"), "x")
+	for _, tc := range []struct{ root, want string }{
+		{filepath.Join(dir, "missing"), "no such file or directory"},
+		{filepath.Join(dir, "f"), "is not a directory"},
+	} {
+		s, _ := New("d", tc.root, nil, nil)
+		if _, err := s.Snapshot(context.Background(), io.Discard); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: want %q, got %v", tc.root, tc.want, err)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	s, _ := New("d", dir, nil, nil)
+	if _, err := s.Snapshot(ctx, io.Discard); err == nil {
+		t.Error("a cancelled snapshot succeeded")
+	}
+}
+
+// makeBenchTree writes files small and large (compressible text, random bytes).
+func makeBenchTree(b testing.TB, dir string, small, large int) int64 {
+	var total int64
+	for i := 0; i < small; i++ {
+		body := strings.Repeat("{\"k\": \"value\", \"n\": 12345}\n", 40)
+		mkfile(b, filepath.Join(dir, "small", string(rune('a'+i%26)), "f"+itoa(i)+".json"), body)
+		total += int64(len(body))
+	}
+	for i := 0; i < large; i++ {
+		h := sha256.Sum256([]byte{byte(i)})
+		body := bytes.Repeat(h[:], (8<<20)/32)
+		mkfile(b, filepath.Join(dir, "large", "f"+itoa(i)+".bin"), string(body))
+		total += int64(len(body))
+	}
+	return total
+}
+
+func itoa(i int) string { return strconv.Itoa(i) }
+
+// BenchmarkSnapshot measures the tar writer over a tree of many small and a few large files.
+func BenchmarkSnapshot(b *testing.B) {
+	dir := b.TempDir()
+	total := makeBenchTree(b, dir, 2000, 8)
+	s, _ := New("d", dir, nil, nil)
+	b.SetBytes(total)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := s.Snapshot(context.Background(), io.Discard); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkExtract measures restore of the same tree.
+func BenchmarkExtract(b *testing.B) {
+	dir := b.TempDir()
+	total := makeBenchTree(b, dir, 2000, 8)
+	s, _ := New("d", dir, nil, nil)
+	var buf bytes.Buffer
+	if _, err := s.Snapshot(context.Background(), &buf); err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(total)
+	b.ReportAllocs()
+	for b.Loop() {
+		target := b.TempDir()
+		if err := Extract(context.Background(), bytes.NewReader(buf.Bytes()), target, false); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// TestTruncatedArchiveIsRefused cuts a tar at every block boundary (where archive/tar
+// alone reports a clean end) and in between.
+func TestTruncatedArchiveIsRefused(t *testing.T) {
+	dir := t.TempDir()
+	mkfile(t, filepath.Join(dir, "a"), strings.Repeat("x", 1500))
+	mkfile(t, filepath.Join(dir, "b"), strings.Repeat("\x00", 2048)) // zeros that look like an end marker
+	s, _ := New("d", dir, nil, nil)
+	var buf bytes.Buffer
+	if _, err := s.Snapshot(context.Background(), &buf); err != nil {
+		t.Fatal(err)
+	}
+	full := buf.Bytes()
+	if err := Extract(context.Background(), bytes.NewReader(full), t.TempDir(), false); err != nil {
+		t.Fatalf("extract of the whole archive: %v", err)
+	}
+	for n := 0; n < len(full); n += 256 {
+		if err := s.Check(context.Background(), bytes.NewReader(full[:n])); err == nil {
+			t.Errorf("check accepted the archive cut at %d of %d bytes", n, len(full))
+		}
+		if err := Extract(context.Background(), bytes.NewReader(full[:n]), t.TempDir(), false); err == nil {
+			t.Errorf("extract accepted the archive cut at %d of %d bytes", n, len(full))
+		}
+	}
+}
