@@ -1,0 +1,99 @@
+package zstd
+
+import (
+	"bytes"
+	"crypto/rand"
+	"io"
+	"os/exec"
+	"testing"
+
+	"github.com/nightjar-backup/nightjar/core/testenv"
+)
+
+func testData(n int) []byte {
+	b := make([]byte, n)
+	rand.Read(b[:n/2]) // half random, half text
+	copy(b[n/2:], bytes.Repeat([]byte("compressible line of text\n"), n/2/26+1))
+	return b
+}
+
+func TestRoundTripAndStockZstd(t *testing.T) {
+	data := testData(3 << 20)
+	for _, level := range []int{1, 3, 9, 19} {
+		tr := New(level, 0)
+		var enc bytes.Buffer
+		w, err := tr.Encode(&enc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i < len(data); i += 100000 {
+			w.Write(data[i:min(i+100000, len(data))])
+		}
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		r, err := tr.Decode(bytes.NewReader(enc.Bytes()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := io.ReadAll(r)
+		r.Close()
+		if err != nil || !bytes.Equal(got, data) {
+			t.Fatalf("level %d: round trip differs (%v)", level, err)
+		}
+		// Stock zstd reads it and checks the frame checksum.
+		cmd := exec.Command(testenv.Tool(t, "zstd"), "-d", "-c", "-q")
+		cmd.Env = testenv.Env(t)
+		cmd.Stdin = bytes.NewReader(enc.Bytes())
+		out, err := cmd.Output()
+		if err != nil || !bytes.Equal(out, data) {
+			t.Fatalf("level %d: stock zstd -d: %v", level, err)
+		}
+		if d := tr.Descriptor(); d["type"] != "zstd" || d["level"] == "" {
+			t.Errorf("descriptor %v", d)
+		}
+	}
+}
+
+func TestDecodeRejectsGarbage(t *testing.T) {
+	r, err := New(3, 0).Decode(bytes.NewReader([]byte("not zstd at all")))
+	if err == nil {
+		_, err = io.ReadAll(r)
+	}
+	if err == nil {
+		t.Fatal("garbage decoded without error")
+	}
+}
+
+func BenchmarkEncode(b *testing.B) {
+	data := testData(32 << 20)
+	for _, level := range []int{1, 3} {
+		b.Run("level"+string(rune('0'+level)), func(b *testing.B) {
+			tr := New(level, 0)
+			b.SetBytes(int64(len(data)))
+			b.ReportAllocs()
+			for b.Loop() {
+				w, _ := tr.Encode(io.Discard)
+				for i := 0; i < len(data); i += 1 << 20 {
+					w.Write(data[i : i+1<<20])
+				}
+				w.Close()
+			}
+		})
+	}
+}
+
+func BenchmarkDecode(b *testing.B) {
+	data := testData(32 << 20)
+	var enc bytes.Buffer
+	w, _ := New(3, 0).Encode(&enc)
+	w.Write(data)
+	w.Close()
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	for b.Loop() {
+		r, _ := New(3, 0).Decode(bytes.NewReader(enc.Bytes()))
+		io.Copy(io.Discard, r)
+		r.Close()
+	}
+}
