@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# Tree → zstd 3 → age → local, against `tar -cf - DIR | zstd -3 -T0 | age -r R > out` on the
+# same generated data, and restore against `age -d -i KEY | zstd -d | tar -x`.
+#
+# BENCH_SIZE_MB (default 1024) sets the data size: about 40% compressible JSON lines, 40%
+# random bytes, 20% small files (8 KiB each). ROUNDS (default 3) timed runs of each side,
+# alternating, after one untimed warm-up of each (page caches cannot be dropped here).
+# Prints the median times, the ratio nightjar / stock (below 1.0: nightjar is faster) and
+# nightjar's peak RSS (from /usr/bin/time -v, else from getrusage via bench/rusage).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+size_mb=${BENCH_SIZE_MB:-1024}
+rounds=${ROUNDS:-3}
+nj=$PWD/bin/nightjar
+out=$PWD/bench/out/tree
+data=$out/data-${size_mb}mb
+mkdir -p "$out"
+[ -x "$nj" ] || go build -o "$nj" ./cmd/nightjar
+for tool in tar zstd age; do
+  command -v $tool >/dev/null || { echo "missing tool: $tool (make tools)"; exit 1; }
+done
+
+# Peak RSS and wall time of one command: GNU time when present, else a tiny Go wrapper.
+if [ -x /usr/bin/time ] && /usr/bin/time -f '%e' true 2>/dev/null; then
+  timed() { /usr/bin/time -f '%e %M' -o "$out/time.txt" "$@" >/dev/null; }
+else
+  go build -o "$out/rusage" ./bench/rusage
+  timed() { "$out/rusage" -o "$out/time.txt" "$@" >/dev/null; }
+fi
+
+generate() {
+  local json_mb=$((size_mb * 4 / 10)) rand_mb=$((size_mb * 4 / 10)) small_mb=$((size_mb - size_mb * 8 / 10))
+  rm -rf "$data.tmp" && mkdir -p "$data.tmp/json" "$data.tmp/random" "$data.tmp/small"
+  # Compressible: JSON log lines (zstd -3 gets about 4-6x), in 64 MiB files.
+  awk -v total=$((json_mb * 1048576)) -v dir="$data.tmp/json" 'BEGIN {
+    srand(42); n = 0; f = 0; out = sprintf("%s/events-%03d.jsonl", dir, f)
+    while (n < total) {
+      line = sprintf("{\"id\":%d,\"ts\":%d,\"user\":\"user%04d\",\"level\":\"%s\",\"msg\":\"request %x served in %d ms\",\"bytes\":%d}\n",
+        n, 1763000000 + n / 100, int(rand() * 5000), (rand() < 0.9 ? "info" : "warn"), int(rand() * 2^31), int(rand() * 900), int(rand() * 65536))
+      printf "%s", line > out; n += length(line)
+      if (n >= (f + 1) * 67108864) { close(out); f++; out = sprintf("%s/events-%03d.jsonl", dir, f) }
+    } }'
+  # Incompressible: random bytes, in 128 MiB files.
+  local left=$rand_mb i=0
+  while [ $left -gt 0 ]; do
+    local mb=$((left < 128 ? left : 128))
+    head -c $((mb * 1048576)) /dev/urandom > "$data.tmp/random/blob-$i.bin"
+    left=$((left - mb)); i=$((i + 1))
+  done
+  # Many small files: text and random, 8 KiB each, 1000 per folder.
+  ( cd "$data.tmp/small"
+    { head -c $((small_mb * 524288)) /dev/urandom; head -c $((small_mb * 524288)) "$data.tmp/json/events-000.jsonl"; } |
+      split -b 8192000 -a 3 -d - chunk-
+    for c in chunk-*; do
+      mkdir "d${c#chunk-}" && split -b 8192 -a 3 -d "$c" "d${c#chunk-}/f" && rm "$c"
+    done )
+  mv "$data.tmp" "$data"
+}
+if [ ! -d "$data" ]; then
+  echo "generating ${size_mb} MiB of test data in $data"
+  generate
+fi
+files=$(find "$data" -type f | wc -l)
+bytes=$(du -sb "$data" | cut -f1)
+
+rm -f "$out/key.txt"
+"$nj" keygen -o "$out/key.txt" --recipient-out "$out/recipient.txt" >/dev/null
+recipient=$(cat "$out/recipient.txt")
+cat > "$out/pipeline.yaml" <<EOF
+version: 1
+pipeline: bench
+state_dir: $out/state
+sources:
+  - {name: data, type: tree, path: $data}
+transforms:
+  - {type: zstd, level: 3}
+  - {type: age, recipients: ["$recipient"]}
+sinks:
+  - {name: local, type: local, path: $out/backups}
+EOF
+
+nj_run()    { rm -rf "$out/backups"; timed "$nj" run -q -c "$out/pipeline.yaml"; }
+stock_run() { rm -f "$out/stock.tar.zst.age"; timed sh -c "tar -cf - -C '$data' . | zstd -3 -T0 -q | age -r '$recipient' > '$out/stock.tar.zst.age'"; }
+nj_restore()    { rm -rf "$out/restore"; timed "$nj" restore -q -c "$out/pipeline.yaml" --identity "$out/key.txt" --to "$out/restore"; }
+stock_restore() { rm -rf "$out/restore"; mkdir -p "$out/restore"; timed sh -c "age -d -i '$out/key.txt' '$out/stock.tar.zst.age' | zstd -d -q | tar -x -C '$out/restore'"; }
+
+median() { sort -n | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
+
+# compare NAME NJFUNC STOCKFUNC: warm-up, then alternating timed rounds.
+compare() {
+  local name=$1 njf=$2 stf=$3 njt=() stt=() rss=0
+  $njf; $stf
+  for ((r = 1; r <= rounds; r++)); do
+    $njf; read -r t m < "$out/time.txt"; njt+=("$t"); [ "$m" -gt "$rss" ] && rss=$m
+    $stf; read -r t _ < "$out/time.txt"; stt+=("$t")
+    echo "  $name round $r: nightjar ${njt[-1]}s  stock ${stt[-1]}s" >&2
+  done
+  local a b
+  a=$(printf '%s\n' "${njt[@]}" | median)
+  b=$(printf '%s\n' "${stt[@]}" | median)
+  awk -v n="$name" -v a="$a" -v b="$b" -v rss="$rss" -v bytes="$bytes" 'BEGIN {
+    printf "| %-7s | %7.2f s (%4.0f MB/s) | %7.2f s (%4.0f MB/s) | %5.2f | %6.1f MiB |\n",
+      n, a, bytes / a / 1e6, b, bytes / b / 1e6, a / b, rss / 1024 }'
+}
+
+echo "data: $((bytes / 1048576)) MiB in $files files (40% JSON lines, 40% random, 20% 8 KiB files); $rounds alternating rounds, medians"
+echo
+echo "| step    | nightjar             | stock                | ratio | nightjar peak RSS |"
+echo "|---------|----------------------|----------------------|-------|-------------------|"
+compare backup nj_run stock_run
+compare restore nj_restore stock_restore
+stored=$(find "$out/backups" -name '*.age' -printf '%s\n' | head -1)
+echo
+echo "stored: nightjar $((stored / 1048576)) MiB, stock $(( $(stat -c %s "$out/stock.tar.zst.age") / 1048576 )) MiB"
+nj_restore
+if diff -r "$data" "$out/restore/data" >/dev/null; then echo "nightjar's restored tree equals the data (diff -r)"; else echo "RESTORED TREE DIFFERS"; exit 1; fi
+rm -rf "$out/restore" "$out/backups" "$out/stock.tar.zst.age"
