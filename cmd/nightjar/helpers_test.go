@@ -56,12 +56,12 @@ func (r result) String() string {
 }
 
 // nj runs the CLI in-process with every built-in plugin.
-func nj(t *testing.T, args ...string) result {
+func nj(t testing.TB, args ...string) result {
 	t.Helper()
 	return njWith(t, all.Registry(), args...)
 }
 
-func njWith(t *testing.T, reg *core.Registry, args ...string) result {
+func njWith(t testing.TB, reg *core.Registry, args ...string) result {
 	t.Helper()
 	var out, errb bytes.Buffer
 	code := executeWith(context.Background(), reg, args, &out, &errb)
@@ -79,7 +79,7 @@ type fixtureOpts struct {
 	exclude      string
 }
 
-func newFixture(t *testing.T, o fixtureOpts) *fixture {
+func newFixture(t testing.TB, o fixtureOpts) *fixture {
 	t.Helper()
 	dir := t.TempDir()
 	f := &fixture{dir: dir, data: filepath.Join(dir, "data"), backups: filepath.Join(dir, "backups"),
