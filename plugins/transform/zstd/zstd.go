@@ -53,30 +53,54 @@ func New(level, concurrency int) *Transform {
 	return &Transform{level: level, concurrency: concurrency}
 }
 
+// jobMemory bounds the chunks (input and output) that parallel compression holds at once,
+// so memory stays flat whatever the artifact's size.
+const jobMemory = 48 << 20
+
 // Encode returns a compressing writer into w; Close flushes the last frame and leaves w open.
+// With concurrency above 1 the input is compressed in parallel chunks (see parallelWriter),
+// like `zstd -T0`; otherwise by the library's stream encoder.
 func (t *Transform) Encode(w io.Writer) (io.WriteCloser, error) {
-	enc, err := zstd.NewWriter(w,
+	window := windowFor(t.level)
+	opts := []zstd.EOption{
 		zstd.WithEncoderLevel(zstd.EncoderLevelFromZstd(t.level)),
 		zstd.WithEncoderConcurrency(t.concurrency),
-		zstd.WithWindowSize(min(windowFor(t.level), maxWindow)),
+		zstd.WithWindowSize(window),
 		zstd.WithEncoderCRC(true),
-	)
+	}
+	if t.concurrency <= 1 {
+		enc, err := zstd.NewWriter(w, opts...)
+		if err != nil {
+			return nil, fmt.Errorf("zstd: %w", err)
+		}
+		return enc, nil
+	}
+	enc, err := zstd.NewWriter(nil, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("zstd: %w", err)
 	}
-	return enc, nil
+	chunk := max(4<<20, 2*window)
+	inflight := max(2, min(2*t.concurrency, jobMemory/(2*chunk)))
+	return newParallelWriter(w, enc, t.concurrency, chunk, inflight), nil
 }
 
+// windowFor follows the zstd command's windows for large inputs: 2 MiB at levels 1-3
+// (windowLog 21), 8 MiB up to level 8, 16 MiB above.
 func windowFor(level int) int {
-	if level >= 9 {
+	switch {
+	case level >= 9:
 		return 16 << 20
+	case level >= 4:
+		return 8 << 20
+	default:
+		return 2 << 20
 	}
-	return 8 << 20
 }
 
 // Decode returns a decompressing reader of r.
 func (t *Transform) Decode(r io.Reader) (io.ReadCloser, error) {
-	dec, err := zstd.NewReader(r, zstd.WithDecoderMaxWindow(maxWindow), zstd.WithDecoderConcurrency(2))
+	dec, err := zstd.NewReader(r, zstd.WithDecoderMaxWindow(maxWindow), zstd.WithDecoderConcurrency(min(runtime.GOMAXPROCS(0), 4)),
+		zstd.WithDecoderLowmem(false))
 	if err != nil {
 		return nil, fmt.Errorf("zstd: %w", err)
 	}

@@ -97,3 +97,66 @@ func BenchmarkDecode(b *testing.B) {
 		r.Close()
 	}
 }
+
+func TestParallelEdgeCases(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		size, conc  int
+		writeChunks int
+	}{
+		{"empty", 0, 4, 1},
+		{"one byte", 1, 4, 1},
+		{"exactly one chunk", 4 << 20, 2, 1 << 20},
+		{"many chunks, odd writes", 17<<20 + 5, 3, 333333},
+		{"stream encoder", 5 << 20, 1, 1 << 20},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			data := testData(tc.size)
+			var enc bytes.Buffer
+			w, err := New(3, tc.conc).Encode(&enc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := 0; i < len(data); i += tc.writeChunks {
+				w.Write(data[i:min(i+tc.writeChunks, len(data))])
+			}
+			if err := w.Close(); err != nil {
+				t.Fatal(err)
+			}
+			cmd := exec.Command(testenv.Tool(t, "zstd"), "-d", "-c", "-q")
+			cmd.Env = testenv.Env(t)
+			cmd.Stdin = bytes.NewReader(enc.Bytes())
+			out, err := cmd.Output()
+			if err != nil || !bytes.Equal(out, data) {
+				t.Fatalf("stock zstd -d: %v (%d bytes, want %d)", err, len(out), len(data))
+			}
+			r, _ := New(3, 0).Decode(bytes.NewReader(enc.Bytes()))
+			got, err := io.ReadAll(r)
+			if err != nil || !bytes.Equal(got, data) {
+				t.Fatalf("decode: %v", err)
+			}
+		})
+	}
+}
+
+type failWriter struct{ n int }
+
+func (f *failWriter) Write(p []byte) (int, error) {
+	if f.n <= 0 {
+		return 0, io.ErrClosedPipe
+	}
+	f.n--
+	return len(p), nil
+}
+
+func TestParallelWriteErrorIsReturned(t *testing.T) {
+	w, _ := New(3, 2).Encode(&failWriter{n: 1})
+	data := testData(64 << 20)
+	var err error
+	for i := 0; i < len(data) && err == nil; i += 1 << 20 {
+		_, err = w.Write(data[i : i+1<<20])
+	}
+	if cerr := w.Close(); cerr != io.ErrClosedPipe || (err != nil && err != io.ErrClosedPipe) {
+		t.Fatalf("write error not reported: write %v, close %v", err, cerr)
+	}
+}
