@@ -2,11 +2,8 @@ package engine
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"log/slog"
 	"sync"
@@ -225,16 +222,16 @@ func cleanupFailed(ctx context.Context, id core.SnapshotID, states []*sinkState,
 	}
 }
 
-// hashCounter hashes and counts what passes through to w.
+// hashCounter hashes (on another goroutine) and counts what passes through to w.
 type hashCounter struct {
 	w    io.Writer
-	h    hash.Hash
+	h    *asyncHash
 	n    int64
 	done *atomic.Int64 // optional progress counter
 }
 
 func newHashCounter(w io.Writer, done *atomic.Int64) *hashCounter {
-	return &hashCounter{w: w, h: sha256.New(), done: done}
+	return &hashCounter{w: w, h: newAsyncHash(), done: done}
 }
 
 func (hc *hashCounter) Write(p []byte) (int, error) {
@@ -247,7 +244,7 @@ func (hc *hashCounter) Write(p []byte) (int, error) {
 	return n, err
 }
 
-func (hc *hashCounter) sum() string { return hex.EncodeToString(hc.h.Sum(nil)) }
+func (hc *hashCounter) sum() string { return hc.h.Sum() }
 
 // tee writes to two writers in turn (raw sinks and the transform chain). Each side has its
 // own queueing, so neither is an unbounded buffer.
@@ -294,6 +291,7 @@ func runArtifact(ctx context.Context, p *Pipeline, id core.SnapshotID, src core.
 	rawFan := newFanout(ctx, id, spec.Filename, rawSinks, depth, pool)
 	blobFan := newFanout(ctx, id, object, blobSinks, depth, pool)
 	stored := newHashCounter(blobFan, nil)
+	defer stored.h.stop()
 
 	// Transform chain, built from the sink end: raw → t0 → t1 → ... → stored.
 	var encoders []io.WriteCloser
@@ -320,6 +318,7 @@ func runArtifact(ctx context.Context, p *Pipeline, id core.SnapshotID, src core.
 		rawDest = tee{rawFan, w}
 	}
 	raw := newHashCounter(rawDest, &done)
+	defer raw.h.stop()
 
 	var meta map[string]string
 	err := buildErr

@@ -2,11 +2,8 @@ package engine
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 
 	"github.com/nightjar-backup/nightjar/core"
@@ -18,24 +15,31 @@ var ErrDamaged = errors.New("damaged")
 // checkReader hashes what is read and, at EOF, compares size and sha256 with the manifest.
 type checkReader struct {
 	r        io.Reader
-	h        hash.Hash
+	h        *asyncHash
 	n        int64
 	wantN    int64
 	wantSum  string
 	what     string
 	finished bool
+	result   error // the check's outcome, once finished
 }
 
 func newCheckReader(r io.Reader, size int64, sum, what string) *checkReader {
-	return &checkReader{r: r, h: sha256.New(), wantN: size, wantSum: sum, what: what}
+	return &checkReader{r: r, h: newAsyncHash(), wantN: size, wantSum: sum, what: what}
 }
 
 func (c *checkReader) Read(p []byte) (int, error) {
+	if c.finished {
+		return 0, errOr(c.result, io.EOF)
+	}
 	n, err := c.r.Read(p)
 	c.h.Write(p[:n])
 	c.n += int64(n)
 	if c.n > c.wantN {
-		return n, fmt.Errorf("%w: %s is longer than the %d bytes the manifest records", ErrDamaged, c.what, c.wantN)
+		c.h.stop()
+		c.finished = true
+		c.result = fmt.Errorf("%w: %s is longer than the %d bytes the manifest records", ErrDamaged, c.what, c.wantN)
+		return n, c.result
 	}
 	if err == io.EOF {
 		if cerr := c.check(); cerr != nil {
@@ -47,12 +51,19 @@ func (c *checkReader) Read(p []byte) (int, error) {
 
 func (c *checkReader) check() error {
 	c.finished = true
-	if c.n != c.wantN {
-		return fmt.Errorf("%w: %s has %d bytes, the manifest records %d", ErrDamaged, c.what, c.n, c.wantN)
+	got := c.h.Sum()
+	switch {
+	case c.n != c.wantN:
+		c.result = fmt.Errorf("%w: %s has %d bytes, the manifest records %d", ErrDamaged, c.what, c.n, c.wantN)
+	case got != c.wantSum:
+		c.result = fmt.Errorf("%w: %s has sha256 %s, the manifest records %s", ErrDamaged, c.what, got, c.wantSum)
 	}
-	if got := hex.EncodeToString(c.h.Sum(nil)); got != c.wantSum {
-		return fmt.Errorf("%w: %s has sha256 %s, the manifest records %s", ErrDamaged, c.what, got, c.wantSum)
-	}
+	return c.result
+}
+
+// Close stops the hashing goroutine of a reader not read to its end.
+func (c *checkReader) Close() error {
+	c.h.stop()
 	return nil
 }
 
@@ -77,7 +88,8 @@ func OpenStored(ctx context.Context, sink core.Sink, m *core.Manifest, a *core.A
 	if err != nil {
 		return nil, err
 	}
-	return readCloser{newCheckReader(rc, a.StoredSize, a.StoredSHA256, a.Object), rc.Close}, nil
+	cr := newCheckReader(rc, a.StoredSize, a.StoredSHA256, a.Object)
+	return readCloser{cr, func() error { cr.Close(); return rc.Close() }}, nil
 }
 
 // OpenRaw streams an artifact's raw bytes: stored bytes checked, decoded in reverse
@@ -112,7 +124,9 @@ func OpenRaw(ctx context.Context, sink core.Sink, m *core.Manifest, a *core.Arti
 		closers = append(closers, dr.Close)
 		r = dr
 	}
-	return readCloser{newCheckReader(r, a.Size, a.SHA256, a.Name+" (decoded)"), closeAll}, nil
+	cr := newCheckReader(r, a.Size, a.SHA256, a.Name+" (decoded)")
+	closers = append(closers, cr.Close)
+	return readCloser{cr, closeAll}, nil
 }
 
 type readCloser struct {
