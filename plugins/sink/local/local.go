@@ -35,6 +35,9 @@ func Register(r *core.Registry) {
 	})
 }
 
+// copyBuffer is the size of each write to the object file.
+const copyBuffer = 1 << 20
+
 // tmpPrefix marks objects being written; List skips them.
 const tmpPrefix = ".nightjar-tmp-"
 
@@ -82,7 +85,9 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader) (n int64, err 
 			os.Remove(f.Name())
 		}
 	}()
-	n, err = io.Copy(f, ctxReader{ctx, r})
+	// A large buffer: the engine hands over 1 MiB chunks, and io.Copy's 32 KiB would turn
+	// each into 32 write calls.
+	n, err = io.CopyBuffer(f, ctxReader{ctx, r}, make([]byte, copyBuffer))
 	if err != nil {
 		return n, fmt.Errorf("put %s: %w", key, err)
 	}
