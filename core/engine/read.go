@@ -125,8 +125,10 @@ func OpenRaw(ctx context.Context, sink core.Sink, m *core.Manifest, a *core.Arti
 		r = dr
 	}
 	cr := newCheckReader(r, a.Size, a.SHA256, a.Name+" (decoded)")
-	closers = append(closers, cr.Close)
-	return readCloser{cr, closeAll}, nil
+	ra := newReadAhead(cr)
+	// The read-ahead goroutine must stop before the readers below it are closed.
+	closers = append(closers, cr.Close, ra.Close)
+	return readCloser{ra, closeAll}, nil
 }
 
 type readCloser struct {
