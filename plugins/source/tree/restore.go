@@ -139,6 +139,10 @@ func Extract(ctx context.Context, r io.Reader, target string, force bool) error 
 	tr := tar.NewReader(er)
 	buf := make([]byte, 1<<20)
 	var dirs []dirTime
+	// Folders known to exist, so each file does not cost a MkdirAll (one openat per path
+	// element). Safety does not depend on it: every operation still goes through root.
+	made := map[string]bool{}
+	owners := os.Geteuid() == 0 // like tar, only root restores numeric owners
 	for {
 		h, err := er.next(tr)
 		if err == io.EOF {
@@ -157,26 +161,31 @@ func Extract(ctx context.Context, r io.Reader, target string, force bool) error 
 		if name == "." {
 			continue
 		}
-		if dir := path.Dir(name); dir != "." {
+		if dir := path.Dir(name); dir != "." && !made[dir] {
 			if err := root.MkdirAll(dir, 0o755); err != nil {
 				return fmt.Errorf("extract %s: %w", name, err)
 			}
+			made[dir] = true
 		}
+		delete(made, name) // a file or link may replace a folder of that name (--force)
 		mode := fs.FileMode(h.Mode).Perm() | tarSpecial(h.Mode)
 		switch h.Typeflag {
 		case tar.TypeDir:
 			if err := root.Mkdir(name, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
 				return fmt.Errorf("extract %s: %w", name, err)
 			}
+			made[name] = true
+			if owners {
+				if err := root.Lchown(name, h.Uid, h.Gid); err != nil {
+					return fmt.Errorf("extract %s: %w", name, err)
+				}
+			}
 			if err := root.Chmod(name, mode); err != nil {
 				return fmt.Errorf("extract %s: %w", name, err)
 			}
 			dirs = append(dirs, dirTime{name, h.ModTime})
 		case tar.TypeReg:
-			if err := writeFile(root, name, tr, mode, force, buf); err != nil {
-				return fmt.Errorf("extract %s: %w", name, err)
-			}
-			if err := root.Chtimes(name, h.ModTime, h.ModTime); err != nil {
+			if err := writeFile(root, h, name, tr, mode, force, owners, buf); err != nil {
 				return fmt.Errorf("extract %s: %w", name, err)
 			}
 		case tar.TypeSymlink:
@@ -192,6 +201,9 @@ func Extract(ctx context.Context, r io.Reader, target string, force bool) error 
 			// Only when the root resolves the link's folder inside itself, so a symlinked
 			// parent cannot redirect the time change outside the target.
 			if info, err := root.Lstat(name); err == nil && info.Mode()&fs.ModeSymlink != 0 {
+				if owners {
+					_ = root.Lchown(name, h.Uid, h.Gid)
+				}
 				_ = lchtimes(filepath.Join(root.Name(), name), h.ModTime)
 			}
 		default:
@@ -221,7 +233,9 @@ func tarSpecial(m int64) fs.FileMode {
 	return out
 }
 
-func writeFile(root *os.Root, name string, r io.Reader, mode fs.FileMode, force bool, buf []byte) error {
+// writeFile writes one regular file and sets its owner (when owners), mode and mtime
+// through the open file, without resolving its path again.
+func writeFile(root *os.Root, h *tar.Header, name string, r io.Reader, mode fs.FileMode, force, owners bool, buf []byte) error {
 	flags := os.O_WRONLY | os.O_CREATE | os.O_EXCL
 	if force {
 		if info, err := root.Lstat(name); err == nil && !info.Mode().IsRegular() {
@@ -238,11 +252,22 @@ func writeFile(root *os.Root, name string, r io.Reader, mode fs.FileMode, force 
 		}
 		return err
 	}
-	if _, err := io.CopyBuffer(f, r, buf); err != nil {
+	// Hide File.ReadFrom, which would copy through its own 32 KiB buffer.
+	if _, err := io.CopyBuffer(struct{ io.Writer }{f}, r, buf); err != nil {
 		f.Close()
 		return err
 	}
+	if owners {
+		if err := f.Chown(h.Uid, h.Gid); err != nil { // before chmod: chown clears setuid/setgid
+			f.Close()
+			return err
+		}
+	}
 	if err := f.Chmod(mode); err != nil {
+		f.Close()
+		return err
+	}
+	if err := futimes(f, h.ModTime); err != nil {
 		f.Close()
 		return err
 	}
