@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strings"
 	"syscall"
 
@@ -28,6 +29,9 @@ const (
 	exitPartial = 3
 )
 
+// memoryLimit is the Go heap's soft limit (runtime/debug.SetMemoryLimit).
+const memoryLimit = 96 << 20
+
 // version is set at build time with -ldflags "-X main.version=...".
 var version = "dev"
 
@@ -41,6 +45,11 @@ type app struct {
 }
 
 func main() {
+	// Every buffer is bounded, but the collector would let the heap grow to twice the live
+	// data; a soft limit keeps the peak RSS flat (GOMEMLIMIT overrides it).
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(memoryLimit)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := execute(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()

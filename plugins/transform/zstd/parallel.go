@@ -21,10 +21,12 @@ type parallelWriter struct {
 	w       io.Writer
 	enc     *zstd.Encoder // shared: EncodeAll may run concurrently
 	chunk   int
-	buf     []byte
+	cur     *frameJob      // the job being filled
+	buf     []byte         // its input so far
+	started bool           // a chunk was dispatched
 	work    chan *frameJob // to the compressing goroutines
-	ordered chan *frameJob // to the writing goroutine, in input order; its capacity bounds memory
-	pool    sync.Pool      // *frameJob
+	ordered chan *frameJob // to the writing goroutine, in input order
+	free    chan *frameJob // every job's buffers, allocated once: their number bounds memory
 	wg      sync.WaitGroup // compressors
 	written chan struct{}  // closed when the writing goroutine has finished
 	mu      sync.Mutex
@@ -37,10 +39,16 @@ type frameJob struct {
 	done    chan struct{}
 }
 
+// newParallelWriter compresses on workers goroutines with at most inflight chunks (one
+// filling, the others compressing or being written), allocated once: a fixed free list
+// instead of a sync.Pool, so the garbage collector never sees them churn.
 func newParallelWriter(w io.Writer, enc *zstd.Encoder, workers, chunk, inflight int) *parallelWriter {
-	p := &parallelWriter{w: w, enc: enc, chunk: chunk, work: make(chan *frameJob, workers),
-		ordered: make(chan *frameJob, max(inflight-1, 1)), written: make(chan struct{})}
-	p.pool.New = func() any { return &frameJob{in: make([]byte, 0, chunk)} }
+	p := &parallelWriter{w: w, enc: enc, chunk: chunk, work: make(chan *frameJob, inflight),
+		ordered: make(chan *frameJob, inflight), free: make(chan *frameJob, inflight), written: make(chan struct{})}
+	for range inflight {
+		// Room for incompressible input: zstd stores such blocks raw, with small headers.
+		p.free <- &frameJob{in: make([]byte, 0, chunk), out: make([]byte, 0, chunk+chunk/64+1024)}
+	}
 	for range workers {
 		p.wg.Add(1)
 		go p.compress()
@@ -67,7 +75,7 @@ func (p *parallelWriter) writeOut() {
 			}
 		}
 		j.in = j.in[:0]
-		p.pool.Put(j)
+		p.free <- j
 	}
 }
 
@@ -88,9 +96,12 @@ func (p *parallelWriter) setErr(err error) {
 // dispatch hands the filled chunk to the compressors; it blocks while too many chunks
 // are in flight.
 func (p *parallelWriter) dispatch() {
-	j := p.pool.Get().(*frameJob)
-	j.in, p.buf = p.buf, j.in[:0]
+	j := p.cur
+	p.cur = nil
+	j.in = p.buf
+	p.buf = nil
 	j.done = make(chan struct{})
+	p.started = true
 	p.ordered <- j
 	p.work <- j
 }
@@ -101,8 +112,9 @@ func (p *parallelWriter) Write(b []byte) (int, error) {
 	}
 	n := len(b)
 	for len(b) > 0 {
-		if p.buf == nil {
-			p.buf = p.pool.Get().(*frameJob).in[:0]
+		if p.cur == nil {
+			p.cur = <-p.free // waits while every chunk is in flight
+			p.buf = p.cur.in[:0]
 		}
 		k := min(len(b), p.chunk-len(p.buf))
 		p.buf = append(p.buf, b[:k]...)
@@ -121,7 +133,11 @@ func (p *parallelWriter) Close() error {
 		return p.firstErr()
 	}
 	p.closed = true
-	if len(p.buf) > 0 || cap(p.buf) == 0 {
+	if p.cur == nil && !p.started {
+		p.cur = <-p.free // an empty input still makes one (empty) frame
+		p.buf = p.cur.in[:0]
+	}
+	if p.cur != nil && (len(p.buf) > 0 || !p.started) {
 		p.dispatch()
 	}
 	close(p.work)

@@ -80,7 +80,7 @@ func (t *Transform) Encode(w io.Writer) (io.WriteCloser, error) {
 		return nil, fmt.Errorf("zstd: %w", err)
 	}
 	chunk := max(4<<20, 2*window)
-	inflight := max(2, min(2*t.concurrency, jobMemory/(2*chunk)))
+	inflight := max(2, min(t.concurrency+1, jobMemory/(2*chunk)))
 	return newParallelWriter(w, enc, t.concurrency, chunk, inflight), nil
 }
 
