@@ -162,7 +162,7 @@ func (s *Source) Snapshot(ctx context.Context, w io.Writer) (map[string]string, 
 	tw := tar.NewWriter(w)
 	var st stats
 	buf := make([]byte, 1<<20)
-	err := s.walk(ctx, func(e entry) error { return s.writeEntry(tw, e, &st, buf) })
+	err := s.walkPrefetched(ctx, func(e entry, pf *prefetched) error { return s.writeEntry(tw, e, pf, &st, buf) })
 	if err != nil {
 		return nil, err
 	}
@@ -230,7 +230,7 @@ func header(e entry) (*tar.Header, error) {
 	return h, nil
 }
 
-func (s *Source) writeEntry(tw *tar.Writer, e entry, st *stats, buf []byte) error {
+func (s *Source) writeEntry(tw *tar.Writer, e entry, pf *prefetched, st *stats, buf []byte) error {
 	h, err := header(e)
 	if err != nil {
 		return fmt.Errorf("source %q: %s: %w", s.name, e.abs, err)
@@ -250,6 +250,9 @@ func (s *Source) writeEntry(tw *tar.Writer, e entry, st *stats, buf []byte) erro
 			st.symlinks++
 		}
 		return nil
+	}
+	if pf != nil && !pf.fallback {
+		return s.writePrefetched(tw, h, e, pf, st, buf)
 	}
 	f, err := os.Open(e.abs)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -281,6 +284,12 @@ func (s *Source) writeEntry(tw *tar.Writer, e entry, st *stats, buf []byte) erro
 	if after, err := f.Stat(); err == nil && (after.Size() != h.Size || !after.ModTime().Equal(h.ModTime)) {
 		changed = true
 	}
+	s.fileDone(st, e, h, changed)
+	return nil
+}
+
+// fileDone counts a stored file and reports it if it changed while read.
+func (s *Source) fileDone(st *stats, e entry, h *tar.Header, changed bool) {
 	if changed {
 		st.changed++
 		st.changedNames = append(st.changedNames, e.rel)
@@ -289,7 +298,6 @@ func (s *Source) writeEntry(tw *tar.Writer, e entry, st *stats, buf []byte) erro
 	}
 	st.files++
 	st.bytes += h.Size
-	return nil
 }
 
 func zeroFill(w io.Writer, n int64, buf []byte) error {

@@ -261,3 +261,44 @@ func TestTruncatedArchiveIsRefused(t *testing.T) {
 		}
 	}
 }
+
+// TestPrefetchedFileChanges covers the read-ahead path of small files: one that shrank or
+// was rewritten between the two fstat calls is reported, and the archive stays valid.
+func TestPrefetchedFileChanges(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "small.txt")
+	mkfile(t, p, "0123456789")
+	s, _ := New("d", dir, nil, nil)
+	for _, tc := range []struct {
+		name   string
+		mutate func(pf *prefetched)
+	}{
+		{"shrank", func(pf *prefetched) { pf.data = pf.data[:4] }},
+		{"rewritten", func(pf *prefetched) {
+			os.Chtimes(p, time.Now().Add(time.Hour), time.Now().Add(time.Hour))
+			pf.after, _ = os.Stat(p)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pf := &prefetched{ready: make(chan struct{})}
+			pf.read(p)
+			tc.mutate(pf)
+			info, _ := os.Lstat(p)
+			e := entry{rel: "small.txt", abs: p, info: info}
+			h, _ := header(e)
+			var buf bytes.Buffer
+			tw := tar.NewWriter(&buf)
+			var st stats
+			if err := s.writePrefetched(tw, h, e, pf, &st, make([]byte, 1024)); err != nil {
+				t.Fatal(err)
+			}
+			tw.Close()
+			if st.changed != 1 || st.files != 1 {
+				t.Fatalf("stats: %+v", st)
+			}
+			if err := s.Check(context.Background(), bytes.NewReader(buf.Bytes())); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
