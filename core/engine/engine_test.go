@@ -443,3 +443,34 @@ func TestRunNeedsSourcesAndSinks(t *testing.T) {
 		t.Fatal("an empty pipeline ran")
 	}
 }
+
+// TestReadAheadManySmallReads reads far more than its buffers in small, odd-sized reads
+// (a restore's tar reader does): every buffer must go back to the free list whole.
+func TestReadAheadManySmallReads(t *testing.T) {
+	data := make([]byte, 20*aheadChunk+12345)
+	for i := range data {
+		data[i] = byte(i * 31)
+	}
+	ra := newReadAhead(bytes.NewReader(data))
+	defer ra.Close()
+	var got bytes.Buffer
+	buf := make([]byte, 700)
+	for {
+		n, err := ra.Read(buf)
+		got.Write(buf[:n])
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !bytes.Equal(got.Bytes(), data) {
+		t.Fatalf("read %d bytes, want %d", got.Len(), len(data))
+	}
+	ra2 := newReadAhead(&failingReader{r: bytes.NewReader(data), after: 3 * aheadChunk})
+	if _, err := io.Copy(io.Discard, ra2); err == nil || !strings.Contains(err.Error(), "connection reset") {
+		t.Fatalf("source error: %v", err)
+	}
+	ra2.Close()
+}

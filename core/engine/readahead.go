@@ -11,7 +11,8 @@ import (
 type readAhead struct {
 	full    chan []byte
 	free    chan []byte
-	cur     []byte
+	cur     []byte // the buffer being read
+	off     int    // how much of cur was read
 	err     error
 	stop    chan struct{}
 	stopped sync.Once
@@ -67,9 +68,9 @@ func (ra *readAhead) Read(p []byte) (int, error) {
 	if ra.err != nil {
 		return 0, ra.err
 	}
-	for len(ra.cur) == 0 {
+	for ra.off == len(ra.cur) {
 		if ra.cur != nil {
-			ra.free <- ra.cur[:cap(ra.cur)]
+			ra.free <- ra.cur[:cap(ra.cur)] // the whole buffer, never a shrunk tail
 			ra.cur = nil
 		}
 		b, ok := <-ra.full
@@ -77,10 +78,10 @@ func (ra *readAhead) Read(p []byte) (int, error) {
 			ra.err = ra.srcErr // safe: written before full was closed
 			return 0, ra.err
 		}
-		ra.cur = b
+		ra.cur, ra.off = b, 0
 	}
-	n := copy(p, ra.cur)
-	ra.cur = ra.cur[n:]
+	n := copy(p, ra.cur[ra.off:])
+	ra.off += n
 	return n, nil
 }
 
