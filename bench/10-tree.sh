@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 size_mb=${BENCH_SIZE_MB:-1024}
 rounds=${ROUNDS:-3}
-nj=$PWD/bin/nightjar
+nj=${NIGHTJAR_BIN:-$PWD/bin/nightjar} # NIGHTJAR_BIN: compare another build
 out=$PWD/bench/out/tree
 data=$out/data-${size_mb}mb
 mkdir -p "$out"
@@ -63,7 +63,7 @@ fi
 files=$(find "$data" -type f | wc -l)
 bytes=$(du -sb "$data" | cut -f1)
 
-rm -f "$out/key.txt"
+rm -f "$out/key.txt" "$out/recipient.txt"
 "$nj" keygen -o "$out/key.txt" --recipient-out "$out/recipient.txt" >/dev/null
 recipient=$(cat "$out/recipient.txt")
 cat > "$out/pipeline.yaml" <<EOF
