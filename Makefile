@@ -4,7 +4,7 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 LDFLAGS  := -X main.version=$(VERSION)
 export PATH := $(CURDIR)/.tools/bin:$(PATH)
 
-.PHONY: all build test test-short demo tools lint bench clean
+.PHONY: all build test test-short demo tools lint bench clean policy
 
 all: build
 
@@ -22,6 +22,11 @@ test-short:
 
 demo: build
 	./scripts/demo.sh
+
+# Rebuild the embedded built-in retention policy (reproducible: fixed flags, see
+# sdk/policy/policytest) and the committed hostile test modules of core/retention.
+policy:
+	$(GO) run scripts/build-policy.go plugins/policy/gfs ./wasm gfs.wasm
 
 tools:
 	./scripts/install-tools.sh
