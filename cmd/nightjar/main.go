@@ -121,6 +121,7 @@ func (a *app) rootCmd() *cobra.Command {
 	_ = a.v.BindPFlags(pf)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return fmt.Errorf("%w: %v", core.ErrUsage, err) })
 	root.AddCommand(a.runCmd(), a.snapshotsCmd(), a.restoreCmd(), a.verifyCmd(), a.configCmd(), a.keygenCmd(), a.versionCmd())
+	root.AddCommand(a.pruneCmd(), a.policyCmd())
 	return root
 }
 

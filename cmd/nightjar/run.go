@@ -57,6 +57,8 @@ func (a *app) runCmd() *cobra.Command {
 			} else {
 				printReport(a, rep)
 			}
+			// Retention: each committed sink's policy and guardrails (retention.go).
+			retErr := a.retainAfterRun(ctx, cfg, b, res, !asJSON)
 			if runErr != nil {
 				code := exitFailed
 				if errors.Is(runErr, core.ErrPartial) {
@@ -67,7 +69,7 @@ func (a *app) runCmd() *cobra.Command {
 				}
 				return silentError{code: code, err: runErr}
 			}
-			return nil
+			return retErr
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print a JSON run report on stdout")
