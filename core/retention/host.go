@@ -151,7 +151,8 @@ func (p *Policy) Evaluate(ctx context.Context, in *Input) (*Output, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, p.lim.Timeout)
 	defer cancel()
-	stdout := &capped{max: 1<<20 + 1024*len(in.Snapshots)}
+	// A policy that writes more than any honest output is stopped at once.
+	stdout := &capped{max: 1<<20 + 1024*len(in.Snapshots), onOver: cancel}
 	stderr := &capped{max: stderrCap}
 	now := in.Now
 	mc := wazero.NewModuleConfig().
@@ -167,11 +168,11 @@ func (p *Policy) Evaluate(ctx context.Context, in *Input) (*Output, error) {
 	if mod != nil {
 		_ = mod.Close(context.Background())
 	}
+	if stdout.over {
+		return nil, fmt.Errorf("policy %s: output larger than %d bytes, stopped%s", p.name, stdout.max, stderrNote(stderr))
+	}
 	if err := p.runError(ctx, err, start, stderr); err != nil {
 		return nil, err
-	}
-	if stdout.over {
-		return nil, fmt.Errorf("policy %s: output larger than %d bytes%s", p.name, stdout.max, stderrNote(stderr))
 	}
 	out, err := ParseOutput(stdout.buf, in)
 	if err != nil {
@@ -195,6 +196,9 @@ func (p *Policy) runError(ctx context.Context, err error, start time.Time, stder
 		case sys.ExitCodeContextCanceled:
 			return fmt.Errorf("policy %s: canceled: %w", p.name, context.Cause(ctx))
 		default:
+			if strings.Contains(stderr.String(), "out of memory") {
+				return fmt.Errorf("policy %s: out of memory (limit %d MiB), exited with status %d%s", p.name, p.lim.MemoryMiB, exit.ExitCode(), stderrNote(stderr))
+			}
 			return fmt.Errorf("policy %s: exited with status %d%s", p.name, exit.ExitCode(), stderrNote(stderr))
 		}
 	}
@@ -218,12 +222,12 @@ func stderrNote(c *capped) string {
 	if s == "" {
 		return ""
 	}
-	const max = 2000
+	// The head: a Go panic or a policy's own message comes first; goroutine dumps follow.
+	const max = 1000
 	if len(s) > max {
-		s = "…" + s[len(s)-max:]
-	}
-	if c.over {
-		s += " [stderr truncated]"
+		s = s[:max] + "… [trimmed]"
+	} else if c.over {
+		s += "… [trimmed]"
 	}
 	return "; policy stderr: " + s
 }
@@ -231,14 +235,18 @@ func stderrNote(c *capped) string {
 // capped is a buffer that keeps at most max bytes and remembers if more were written. It
 // never returns an error, so a chatty policy cannot crash on a failed write.
 type capped struct {
-	buf  []byte
-	max  int
-	over bool
+	buf    []byte
+	max    int
+	over   bool
+	onOver func() // called once when the cap is first exceeded
 }
 
 func (c *capped) Write(p []byte) (int, error) {
 	room := c.max - len(c.buf)
 	if len(p) > room {
+		if !c.over && c.onOver != nil {
+			c.onOver()
+		}
 		c.over = true
 		if room > 0 {
 			c.buf = append(c.buf, p[:room]...)
