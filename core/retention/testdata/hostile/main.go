@@ -27,7 +27,9 @@ func main() {
 		}
 		return ds
 	}
-	write := func(ds []policy.Decision) { os.Stdout.Write(policy.EncodeOutput(&policy.Output{ABI: 1, Decisions: ds})) }
+	write := func(ds []policy.Decision) {
+		os.Stdout.Write(policy.EncodeOutput(&policy.Output{ABI: 1, Decisions: ds}))
+	}
 	switch mode {
 	case "loop":
 		n := 0
