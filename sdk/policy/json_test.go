@@ -1,0 +1,66 @@
+package policy
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+)
+
+func TestDecodeInput(t *testing.T) {
+	in, err := DecodeInput([]byte(`{"abi":1,"now":"2026-11-22T02:00:00Z","pipeline":"p\u00e9","sink":"s","future":{"x":[1,null]},
+		"params":{"keep_daily":7,"keep_tag":[["a","b"]],"x":null},
+		"snapshots":[{"id":"a\"b","time":"2026-11-21T02:00:11.5+02:00","size":123,"tags":null,"labels":{"host":"h"}},
+		             {"id":"c","time":"2026-11-20T02:00:11Z","tags":["t1","\ud83d\ude00"],"extra":true}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if in.Pipeline != "pé" || in.Params["keep_daily"] != 7.0 || len(in.Snapshots) != 2 {
+		t.Fatalf("decoded %+v", in)
+	}
+	s := in.Snapshots[0]
+	if s.ID != `a"b` || s.Size != 123 || s.Labels["host"] != "h" || s.Time.Hour() != 2 || s.Time.UTC().Hour() != 0 || s.Time.Nanosecond() != 5e8 {
+		t.Fatalf("snapshot %+v", s)
+	}
+	if in.Snapshots[1].Tags[1] != "😀" {
+		t.Fatalf("tags %q", in.Snapshots[1].Tags)
+	}
+	for _, bad := range []string{
+		``, `[]`, `{"abi":2}`, `{"now":"x","abi":1}`, `{"abi":1,"snapshots":[{"time":"2026-01-01T00:00:00Z"}]}`,
+		`{"abi":1,"snapshots":[{"id":"a"}]}`, `{"abi":1} x`, `{"abi":1,"params":[1]}`, `{"abi":1,"sink":"a` + "\n" + `"}`,
+		`{"abi":1,"snapshots":[{"id":"a","time":"2026-01-01T00:00:00Z","size":1.5}]}`, strings.Repeat("[", 100),
+	} {
+		if _, err := DecodeInput([]byte(bad)); err == nil {
+			t.Errorf("%q: no error", bad)
+		}
+	}
+}
+
+// TestEncodeOutput: the hand-written encoder agrees with encoding/json.
+func TestEncodeOutput(t *testing.T) {
+	o := &Output{ABI: 1, Decisions: []Decision{{ID: "a", Keep: true, Reason: "daily \"x\" \\ \n\t\x01 é"}, {ID: "b"}}}
+	var got struct {
+		ABI       int `json:"abi"`
+		Decisions []struct {
+			ID     string `json:"id"`
+			Keep   bool   `json:"keep"`
+			Reason string `json:"reason"`
+		} `json:"decisions"`
+	}
+	if err := json.Unmarshal(EncodeOutput(o), &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.ABI != 1 || len(got.Decisions) != 2 || got.Decisions[0].Reason != o.Decisions[0].Reason || !got.Decisions[0].Keep {
+		t.Fatalf("round trip: %+v", got)
+	}
+}
+
+func FuzzDecodeInput(f *testing.F) {
+	f.Add([]byte(`{"abi":1,"now":"2026-11-22T02:00:00Z","snapshots":[{"id":"a","time":"2026-11-21T02:00:11Z"}]}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		in, err := DecodeInput(b)
+		if err == nil && in.ABI != 1 {
+			t.Fatal("accepted a wrong abi")
+		}
+	})
+}
+
