@@ -112,7 +112,10 @@ func (h *Host) Compile(ctx context.Context, name string, wasm []byte, lim Limits
 	cfg := wazero.NewRuntimeConfigCompiler().
 		WithCompilationCache(h.cache).
 		WithCloseOnContextDone(true).
-		WithMemoryLimitPages(uint32(lim.MemoryMiB) * 16) // 64 KiB pages
+		WithMemoryLimitPages(uint32(lim.MemoryMiB) * 16). // 64 KiB pages
+		// Reserve the limit up front: growing by reallocation copies the whole memory on
+		// every grow, which made a 10,000-snapshot evaluation 10x slower.
+		WithMemoryCapacityFromMax(true)
 	rt := wazero.NewRuntimeWithConfig(ctx, cfg)
 	if _, err := wasi_snapshot_preview1.Instantiate(ctx, rt); err != nil {
 		_ = rt.Close(ctx)

