@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"sort"
+	"strconv"
 	"strings"
 )
 
@@ -29,6 +30,13 @@ func (p *Params) Int(key string, def int) (int, error) {
 	v, ok := p.m[key]
 	if !ok || v == nil {
 		return def, nil
+	}
+	if s, isString := v.(string); isString { // YAML users sometimes quote numbers
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil {
+			return 0, fmt.Errorf("param %s: expected an integer, got %q", key, s)
+		}
+		return n, nil
 	}
 	f, ok := v.(float64)
 	if !ok || f != math.Trunc(f) || math.Abs(f) > 1<<31 {
