@@ -33,7 +33,7 @@ PY
 params='{"keep_last":3,"keep_daily":14,"keep_weekly":8,"keep_monthly":24,"keep_yearly":-1,"keep_within":"2d"}'
 ./bin/nightjar policy test gfs --snapshots "$out/snaps.json" --params "$params" --now 2026-11-22T03:00:00Z > /dev/null # warm the cache
 for i in 1 2 3; do
-  /usr/bin/time -f "cli policy test gfs, 10,000 snapshots, warm: %e s wall, %M KiB peak RSS" \
+  /usr/bin/time -f "cli policy test gfs, 10,000 snapshots, warm: %e s wall, %U s user + %S s sys CPU, %M KiB peak RSS" \
     ./bin/nightjar policy test gfs --snapshots "$out/snaps.json" --params "$params" --now 2026-11-22T03:00:00Z > "$out/cli-out.json"
 done 2>&1 | tee "$out/cli.txt"
 python3 -c "import json,sys; d=json.load(open('$out/cli-out.json'))['decisions']; print('decisions:', len(d), 'kept:', sum(x['keep'] for x in d))"
