@@ -29,6 +29,15 @@ type Input struct {
 	Sink      string         `json:"sink"`
 	Params    map[string]any `json:"params"`
 	Snapshots []Snapshot     `json:"snapshots"`
+	// Limits are the sandbox's limits, filled in by the host, so a runtime can size its
+	// heap (sdk/policy turns Go's GC off below three quarters of the memory limit).
+	Limits *InputLimits `json:"limits,omitempty"`
+}
+
+// InputLimits tells a policy the limits it runs under.
+type InputLimits struct {
+	MemoryMiB int   `json:"memory_mib"`
+	TimeoutMS int64 `json:"timeout_ms"`
 }
 
 // Decision is a policy's verdict on one snapshot.

@@ -148,7 +148,9 @@ func (p *Policy) Name() string { return p.name }
 // Evaluate runs the policy once on in and returns its checked output. Every failure is an
 // error; the caller then deletes nothing.
 func (p *Policy) Evaluate(ctx context.Context, in *Input) (*Output, error) {
-	stdin, err := in.Encode()
+	withLimits := *in
+	withLimits.Limits = &InputLimits{MemoryMiB: p.lim.MemoryMiB, TimeoutMS: p.lim.Timeout.Milliseconds()}
+	stdin, err := withLimits.Encode()
 	if err != nil {
 		return nil, fmt.Errorf("policy %s: encode input: %w", p.name, err)
 	}

@@ -40,6 +40,16 @@ func DecodeInput(b []byte) (*Input, error) {
 				}
 				in.Params = m
 			}
+		case "limits":
+			err = d.object(func(k string) error {
+				if k == "memory_mib" {
+					n, err := d.integer()
+					in.MemoryMiB = int(n)
+					return err
+				}
+				_, err := d.value()
+				return err
+			})
 		case "snapshots":
 			if n := bytes.Count(b, []byte(`"id"`)); n > 0 && in.Snapshots == nil {
 				in.Snapshots = make([]Snapshot, 0, n)
@@ -224,6 +234,11 @@ func (d *decoder) errorf(format string, args ...any) error {
 }
 
 func (d *decoder) ws() {
+	// Compact JSON has no whitespace: answer without entering the loop (under a host that
+	// enforces timeouts every loop entry costs a call into the host).
+	if d.i < len(d.b) && d.b[d.i] > ' ' {
+		return
+	}
 	for d.i < len(d.b) {
 		switch d.b[d.i] {
 		case ' ', '\t', '\n', '\r':
@@ -511,22 +526,20 @@ func (d *decoder) fastTime(s string) (time.Time, bool) {
 	if len(s) < 20 || s[4] != '-' || s[7] != '-' || (s[10] != 'T' && s[10] != 't') || s[13] != ':' || s[16] != ':' {
 		return time.Time{}, false
 	}
-	num := func(i, n int) (int, bool) {
-		v := 0
-		for _, c := range []byte(s[i : i+n]) {
-			if c < '0' || c > '9' {
-				return 0, false
-			}
-			v = v*10 + int(c-'0')
-		}
-		return v, true
+	// Unrolled digit pairs: no loops on the hot path.
+	num := func(i int) (int, bool) {
+		a, b := s[i]-'0', s[i+1]-'0'
+		return int(a)*10 + int(b), a <= 9 && b <= 9
 	}
-	year, ok1 := num(0, 4)
-	month, ok2 := num(5, 2)
-	day, ok3 := num(8, 2)
-	hour, ok4 := num(11, 2)
-	minute, ok5 := num(14, 2)
-	sec, ok6 := num(17, 2)
+	y1, ok1 := num(0)
+	y2, ok7 := num(2)
+	year := y1*100 + y2
+	ok1 = ok1 && ok7
+	month, ok2 := num(5)
+	day, ok3 := num(8)
+	hour, ok4 := num(11)
+	minute, ok5 := num(14)
+	sec, ok6 := num(17)
 	if !(ok1 && ok2 && ok3 && ok4 && ok5 && ok6) || month < 1 || month > 12 || day < 1 || day > 31 || hour > 23 || minute > 59 || sec > 59 {
 		return time.Time{}, false
 	}
@@ -553,8 +566,8 @@ func (d *decoder) fastTime(s string) (time.Time, bool) {
 	case rest == "Z" || rest == "z":
 		loc = time.UTC
 	case len(rest) == 6 && (rest[0] == '+' || rest[0] == '-') && rest[3] == ':':
-		oh, ok1 := num(i+1, 2)
-		om, ok2 := num(i+4, 2)
+		oh, ok1 := num(i + 1)
+		om, ok2 := num(i + 4)
 		if !ok1 || !ok2 || oh > 23 || om > 59 {
 			return time.Time{}, false
 		}

@@ -9,9 +9,11 @@
 package policy
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"os"
+	"runtime/debug"
 	"time"
 )
 
@@ -52,6 +54,8 @@ type Input struct {
 	Sink      string
 	Params    map[string]any // JSON values: float64, string, bool, nil, []any, map[string]any
 	Snapshots []Snapshot
+	// MemoryMiB is the host's memory limit for the module (0 when not given).
+	MemoryMiB int
 }
 
 // Decision is the verdict on one snapshot. Reason says why, for people reading a prune plan.
@@ -73,18 +77,32 @@ type Func func(in *Input) ([]Decision, error)
 // Run is a policy's main: it reads the input from stdin, calls fn and writes the output to
 // stdout. On any error it prints the error on stderr and exits 1, so the host deletes
 // nothing.
+//
+// A policy is a short-lived process, so Run turns Go's garbage collector off and lets it
+// run only when the heap nears three quarters of the host's memory limit: under the host's
+// timeout enforcement every loop iteration of a GC cycle is expensive.
 func Run(fn Func) {
-	if err := Eval(os.Stdin, os.Stdout, fn); err != nil {
+	if err := eval(os.Stdin, os.Stdout, fn, true); err != nil {
 		fmt.Fprintf(os.Stderr, "policy: %v\n", err)
 		os.Exit(1)
 	}
 }
 
 // Eval reads an input from r, applies fn and writes the output to w.
-func Eval(r io.Reader, w io.Writer, fn Func) error {
+func Eval(r io.Reader, w io.Writer, fn Func) error { return eval(r, w, fn, false) }
+
+func eval(r io.Reader, w io.Writer, fn Func, tuneGC bool) error {
 	b, err := io.ReadAll(r)
 	if err != nil {
 		return fmt.Errorf("read input: %w", err)
+	}
+	if tuneGC {
+		mib := int64(limitHint(b))
+		if mib <= 0 {
+			mib = 64 // the host's default
+		}
+		debug.SetMemoryLimit(mib << 20 * 3 / 4)
+		debug.SetGCPercent(-1)
 	}
 	in, err := DecodeInput(b)
 	if err != nil {
@@ -96,4 +114,21 @@ func Eval(r io.Reader, w io.Writer, fn Func) error {
 	}
 	_, err = w.Write(EncodeOutput(&Output{ABI: ABI, Decisions: ds}))
 	return err
+}
+
+// limitHint finds "memory_mib" in the input before it is decoded (the GC setting must be
+// made before the decoder allocates).
+func limitHint(b []byte) int {
+	i := bytes.LastIndex(b, []byte(`"memory_mib":`))
+	if i < 0 {
+		return 0
+	}
+	n := 0
+	for _, c := range b[i+len(`"memory_mib":`):] {
+		if c < '0' || c > '9' || n > 1<<20 {
+			break
+		}
+		n = n*10 + int(c-'0')
+	}
+	return n
 }
