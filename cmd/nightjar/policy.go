@@ -231,7 +231,7 @@ func (a *app) simulate(ctx context.Context, pol *retention.Policy, in *retention
 		if err != nil {
 			return fmt.Errorf("simulated run %d at %s: %w", k+1, t.Format(time.RFC3339), err)
 		}
-		plan := retention.Guard(&step, out, id, 0, false)
+		plan := retention.Guard(&step, out, id, retention.DefaultMaxDeleteFraction, false)
 		last = plan
 		if plan.Held != "" {
 			rep.Held++

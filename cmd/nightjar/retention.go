@@ -31,7 +31,8 @@ func retentionLimits(r *config.Retention) retention.Limits {
 }
 
 func retentionSettings(r *config.Retention) retention.Settings {
-	return retention.Settings{Policy: r.Policy(), Params: r.Params(), MaxDeleteFraction: r.MaxDeleteFraction(), Grace: r.Grace()}
+	frac := r.MaxDeleteFraction()
+	return retention.Settings{Policy: r.Policy(), Params: r.Params(), MaxDeleteFraction: &frac, Grace: r.Grace()}
 }
 
 // planSink compiles a sink's policy and prepares its plan (nothing is deleted).

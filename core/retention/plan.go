@@ -13,7 +13,7 @@ import (
 type Settings struct {
 	Policy            string         // built-in name or .wasm path, for messages
 	Params            map[string]any // passed to the policy
-	MaxDeleteFraction float64        // deleting more than this fraction needs Force; default 0.5
+	MaxDeleteFraction *float64       // deleting more than this fraction needs Force; nil: 0.5; 0: any delete needs Force
 	Grace             time.Duration  // leftovers older than this are removed; default 24h
 }
 
@@ -92,7 +92,11 @@ func Prepare(ctx context.Context, r Request) (*Plan, error) {
 	} else {
 		out = &Output{ABI: ABI}
 	}
-	plan := Guard(in, out, r.JustWritten, r.Settings.MaxDeleteFraction, r.Force)
+	frac := DefaultMaxDeleteFraction
+	if r.Settings.MaxDeleteFraction != nil {
+		frac = *r.Settings.MaxDeleteFraction
+	}
+	plan := Guard(in, out, r.JustWritten, frac, r.Force)
 	plan.Sink, plan.Policy = r.SinkName, r.Settings.Policy
 	if ls, ok := r.Sink.(core.LeftoverSink); ok {
 		left, err := ls.Leftovers(ctx)
@@ -117,9 +121,9 @@ func SnapshotOf(m *core.Manifest) Snapshot {
 
 // Guard turns a policy's decisions into a plan, applying the guardrails: the newest
 // snapshot and justWritten are kept, and a plan that deletes more than maxFraction of the
-// snapshots is held unless force.
+// snapshots is held unless force. A maxFraction outside [0, 1] means the default.
 func Guard(in *Input, out *Output, justWritten core.SnapshotID, maxFraction float64, force bool) *Plan {
-	if maxFraction <= 0 || maxFraction > 1 {
+	if maxFraction < 0 || maxFraction > 1 {
 		maxFraction = DefaultMaxDeleteFraction
 	}
 	byID := make(map[string]Decision, len(out.Decisions))

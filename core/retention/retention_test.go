@@ -257,13 +257,20 @@ func TestGuardrails(t *testing.T) {
 	t.Run("fraction", func(t *testing.T) {
 		sink := newMemSink(ids...)
 		// 8 of 10 deletes is within 0.8.
-		plan := prepare(t, sink, "deleteall", retention.Settings{MaxDeleteFraction: 0.8}, written, false)
+		frac := func(f float64) *float64 { return &f }
+		plan := prepare(t, sink, "deleteall", retention.Settings{MaxDeleteFraction: frac(0.8)}, written, false)
 		if plan.Held != "" {
 			t.Fatalf("held at 0.8: %s", plan.Held)
 		}
-		plan = prepare(t, sink, "deleteall", retention.Settings{MaxDeleteFraction: 0.79}, written, false)
+		plan = prepare(t, sink, "deleteall", retention.Settings{MaxDeleteFraction: frac(0.79)}, written, false)
 		if plan.Held == "" {
 			t.Fatal("not held at 0.79")
+		}
+		// 0: any delete needs --force.
+		sink = newMemSink(ids...)
+		plan = prepare(t, sink, "deleteall", retention.Settings{MaxDeleteFraction: frac(0)}, written, false)
+		if plan.Held == "" {
+			t.Fatal("not held at 0")
 		}
 	})
 	t.Run("one snapshot", func(t *testing.T) {
