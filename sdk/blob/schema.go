@@ -28,8 +28,8 @@ type Field struct {
 	Name     string
 	Kind     Kind
 	Required bool
-	Secret   bool   // never logged or shown; users may give <name>_file instead
-	Default  any    // of the Kind's Go type (int64 for KindInt); nil for none
+	Secret   bool // never logged or shown; users may give <name>_file instead
+	Default  any  // of the Kind's Go type (int64 for KindInt); nil for none
 	Enum     []string
 	Doc      string
 	Example  string
