@@ -29,7 +29,7 @@ func (nothing) Get(context.Context, string, int64) (io.ReadCloser, error) {
 	return nil, blob.ErrNotFound
 }
 func (nothing) List(context.Context, string, func(string, int64) error) error { return nil }
-func (nothing) Delete(context.Context, string) error                         { return blob.ErrNotFound }
+func (nothing) Delete(context.Context, string) error                          { return blob.ErrNotFound }
 
 func main() {
 	switch strings.TrimPrefix(filepath.Base(os.Args[0]), "nightjar-sink-") {
