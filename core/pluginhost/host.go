@@ -31,6 +31,7 @@ type Host struct {
 
 	mu    sync.Mutex
 	descs map[string]blob.Description // by executable path
+	idle  map[string]*Plugin          // started by Describe, not yet used by a sink
 }
 
 // New returns a Host that logs to log and reads NIGHTJAR_PLUGIN_PATH, XDG_DATA_HOME and
@@ -42,7 +43,7 @@ func New(log *slog.Logger, getenv func(string) string) *Host {
 	if getenv == nil {
 		getenv = os.Getenv
 	}
-	return &Host{log: log, getenv: getenv, startTimeout: 30 * time.Second, descs: map[string]blob.Description{}}
+	return &Host{log: log, getenv: getenv, startTimeout: 30 * time.Second, descs: map[string]blob.Description{}, idle: map[string]*Plugin{}}
 }
 
 // CleanupClients kills every plugin process still running; nightjar calls it when it is
@@ -77,6 +78,7 @@ func (h *Host) Start(ctx context.Context, typ, path string, s core.PluginSetting
 		VersionedPlugins: map[int]plugin.PluginSet{blob.ProtocolVersion: {blob.PluginName: &blob.GRPCPlugin{}}},
 		Cmd:              cmd,
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
+		GRPCDialOptions:  blob.DialOptions(),
 		AutoMTLS:         true,
 		SkipHostEnv:      true, // the plugin never sees nightjar's environment (secrets)
 		Managed:          true, // CleanupClients stops it on signals
@@ -220,11 +222,41 @@ func (h *Host) Describe(ctx context.Context, typ, path string, s core.PluginSett
 	if err != nil {
 		return blob.Description{}, err
 	}
-	p.Close()
+	// Keep the process for the first sink of this type: a plugin start costs a process
+	// start and a TLS key pair on both sides.
 	h.mu.Lock()
 	h.descs[path] = p.Desc
+	if _, dup := h.idle[path]; dup {
+		p.Close()
+	} else {
+		h.idle[path] = p
+	}
 	h.mu.Unlock()
 	return p.Desc, nil
+}
+
+// takeIdle returns the process Describe left running for path, if it is still alive.
+func (h *Host) takeIdle(path string) *Plugin {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	p, ok := h.idle[path]
+	delete(h.idle, path)
+	if ok && p.Exited() {
+		p.Close()
+		return nil
+	}
+	return p
+}
+
+// Close stops the plugin processes that Describe started and no sink took over.
+func (h *Host) Close() error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for path, p := range h.idle {
+		p.Close()
+		delete(h.idle, path)
+	}
+	return nil
 }
 
 // Resolver returns a core.SinkResolver that makes external plugins usable as sink types.
@@ -268,9 +300,12 @@ type Sink struct {
 func (s *Sink) Close() error { return s.Plugin.Close() }
 
 func (h *Host) newSink(ctx context.Context, typ, path string, s core.PluginSettings, c *core.Component, env core.Env) (core.Sink, error) {
-	p, err := h.Start(ctx, typ, path, s, env.Logger)
-	if err != nil {
-		return nil, err
+	p := h.takeIdle(path)
+	if p == nil {
+		var err error
+		if p, err = h.Start(ctx, typ, path, s, env.Logger); err != nil {
+			return nil, err
+		}
 	}
 	if err := p.Configure(ctx, c.Name, c); err != nil {
 		p.Close()

@@ -216,6 +216,7 @@ func TestProtocolVersionMismatch(t *testing.T) {
 
 func TestResolverValidatesFieldsLikeBuiltins(t *testing.T) {
 	h := pluginhost.New(nil, env(nil))
+	defer h.Close()
 	plug, ok, err := h.Resolver()(context.Background(), "folder", core.PluginSettings{Dir: binDir(t)})
 	if err != nil || !ok {
 		t.Fatalf("resolve folder: %v, %v", ok, err)
@@ -275,6 +276,7 @@ func TestPluginKilledMidUpload(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	h := pluginhost.New(nil, env(nil))
+	defer h.Close()
 	plug, ok, err := h.Resolver()(ctx, "folder", core.PluginSettings{Dir: binDir(t)})
 	if err != nil || !ok {
 		t.Fatalf("resolve: %v %v", ok, err)

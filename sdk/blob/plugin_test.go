@@ -1,6 +1,7 @@
 package blob_test
 
 import (
+	"bytes"
 	"context"
 	"os"
 	"os/exec"
@@ -17,7 +18,7 @@ import (
 )
 
 // buildExample builds the example plugin (sdk/examples/sink-folder) into a temp folder.
-func buildExample(t *testing.T) string {
+func buildExample(t testing.TB) string {
 	t.Helper()
 	_, file, _, _ := runtime.Caller(0)
 	src := filepath.Join(filepath.Dir(file), "..", "examples", "sink-folder")
@@ -32,12 +33,17 @@ func buildExample(t *testing.T) string {
 
 // startPlugin starts a real plugin process and returns its Client.
 func startPlugin(t *testing.T, bin string) (*blob.Client, *plugin.Client) {
+	return startPluginB(t, bin)
+}
+
+func startPluginB(t testing.TB, bin string) (*blob.Client, *plugin.Client) {
 	t.Helper()
 	pc := plugin.NewClient(&plugin.ClientConfig{
 		HandshakeConfig:  blob.Handshake(),
 		VersionedPlugins: map[int]plugin.PluginSet{blob.ProtocolVersion: {blob.PluginName: &blob.GRPCPlugin{}}},
 		Cmd:              exec.Command(bin),
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
+		GRPCDialOptions:  blob.DialOptions(),
 		AutoMTLS:         true,
 		SkipHostEnv:      true,
 		Logger:           hclog.New(&hclog.LoggerOptions{Level: hclog.Warn, Output: os.Stderr}),
@@ -86,5 +92,22 @@ func TestCallsBeforeConfigureFail(t *testing.T) {
 	err := c.List(context.Background(), "", func(string, int64) error { return nil })
 	if err == nil {
 		t.Fatal("List before Configure: nil error")
+	}
+}
+
+// BenchmarkPutThroughPlugin measures Put throughput into the example plugin (gRPC, mTLS,
+// sha256 on both sides, fsync); compare with plugins/sink/local's BenchmarkPut.
+func BenchmarkPutThroughPlugin(b *testing.B) {
+	bin := buildExample(b)
+	c, _ := startPluginB(b, bin)
+	if err := c.Configure(context.Background(), "bench", map[string]any{"root": b.TempDir()}, nil); err != nil {
+		b.Fatal(err)
+	}
+	data := make([]byte, 32<<20)
+	b.SetBytes(int64(len(data)))
+	for b.Loop() {
+		if _, err := c.Put(context.Background(), "bench/obj", bytes.NewReader(data)); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

@@ -55,6 +55,28 @@ func (p *GRPCPlugin) GRPCClient(_ context.Context, _ *plugin.GRPCBroker, conn *g
 	return NewClient(blobpb.NewStoreClient(conn)), nil
 }
 
+// windowSize is gRPC's flow-control window per stream and per connection. The default
+// (64 KiB, grown by probing) makes a 1 MiB chunk take many round trips; a fixed window of a
+// few chunks keeps the socket busy.
+const windowSize = 8 * ChunkSize
+
+// ServerOptions are the gRPC server options of a blob.v1 plugin (Serve uses them).
+func ServerOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{
+		grpc.InitialWindowSize(windowSize), grpc.InitialConnWindowSize(2 * windowSize),
+		grpc.MaxRecvMsgSize(2 * ChunkSize), grpc.ReadBufferSize(256 << 10), grpc.WriteBufferSize(256 << 10),
+	}
+}
+
+// DialOptions are the gRPC client options for talking to a blob.v1 plugin.
+func DialOptions() []grpc.DialOption {
+	return []grpc.DialOption{
+		grpc.WithInitialWindowSize(windowSize), grpc.WithInitialConnWindowSize(2 * windowSize),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(2 * ChunkSize)),
+		grpc.WithReadBufferSize(256 << 10), grpc.WithWriteBufferSize(256 << 10),
+	}
+}
+
 // Serve runs store as a nightjar sink plugin: the executable's main calls it and nothing
 // else. It returns when nightjar stops the plugin.
 //
@@ -81,8 +103,10 @@ func Serve(store Store) {
 		VersionedPlugins: map[int]plugin.PluginSet{
 			ProtocolVersion: {PluginName: &GRPCPlugin{Store: store}},
 		},
-		GRPCServer: plugin.DefaultGRPCServer,
-		Logger:     logger,
+		GRPCServer: func(opts []grpc.ServerOption) *grpc.Server {
+			return grpc.NewServer(append(opts, ServerOptions()...)...)
+		},
+		Logger: logger,
 	})
 }
 
