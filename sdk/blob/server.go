@@ -125,6 +125,28 @@ func (r *putReader) Read(p []byte) (int, error) {
 	return k, nil
 }
 
+// WriteTo hands whole chunks to w, so io.Copy into a file makes one write per chunk.
+func (r *putReader) WriteTo(w io.Writer) (int64, error) {
+	var n int64
+	for {
+		for len(r.buf) == 0 {
+			if r.err != nil {
+				if errors.Is(r.err, io.EOF) {
+					return n, nil
+				}
+				return n, r.err
+			}
+			r.err = r.next()
+		}
+		k, err := w.Write(r.buf)
+		n += int64(k)
+		r.buf = r.buf[k:]
+		if err != nil {
+			return n, err
+		}
+	}
+}
+
 func (r *putReader) next() error {
 	msg, err := r.stream.Recv()
 	if errors.Is(err, io.EOF) {
