@@ -43,6 +43,7 @@ func (a *app) pluginsCmd() *cobra.Command {
 				settings = core.PluginSettings{Dir: cfg.Plugins.String("dir"), Pins: cfg.Plugins.StringMap("pins")}
 			}
 			host := pluginhost.New(a.log, nil)
+			defer host.Close()
 			var rows []pluginInfo
 			for _, f := range host.Discover(settings) {
 				rows = append(rows, describePlugin(ctx, host, f, settings))
