@@ -328,6 +328,7 @@ func TestPluginKilledMidUploadCLI(t *testing.T) {
 	if !errors.As(err, &ee) || ee.ExitCode() != exitPartial {
 		t.Fatalf("run after the plugin was killed: %v, want exit %d (partial)\n%s", err, exitPartial, out.String())
 	}
+	t.Logf("run output:\n%s", out.String())
 	if !strings.Contains(out.String(), "nightjar-sink-folder") {
 		t.Errorf("the report does not name the plugin:\n%s", out.String())
 	}
