@@ -7,8 +7,10 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"log/slog"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/nightjar-backup/nightjar/sdk/blob"
 )
@@ -49,7 +51,28 @@ func (s *Store) Configure(_ context.Context, cfg blob.Config) error {
 		return fmt.Errorf("root: %w", err)
 	}
 	s.root = root
+	s.sweepTemp(time.Now().Add(-staleTemp))
 	return nil
+}
+
+// staleTemp is the age after which a temporary file is taken to be left by a Put that
+// never finished (the process was killed); no upload runs that long without writing.
+const staleTemp = 24 * time.Hour
+
+// sweepTemp removes temporary files not modified since before: List never shows them, so
+// nothing else would ever remove them.
+func (s *Store) sweepTemp(before time.Time) {
+	filepath.WalkDir(s.root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !strings.HasPrefix(d.Name(), tmpPrefix) {
+			return nil
+		}
+		if info, err := d.Info(); err == nil && info.ModTime().Before(before) {
+			if os.Remove(p) == nil {
+				slog.Info("removed a stale temporary file", "path", p)
+			}
+		}
+		return nil
+	})
 }
 
 func (s *Store) path(key string) (string, error) {
