@@ -45,12 +45,18 @@ func Register(r *core.Registry) {
 	})
 }
 
+// Method is how the copy is made: "backup" (online backup API) or "vacuum" (VACUUM INTO).
+type Method = sqlitecopy.Method
+
+// Level is the integrity check of the copy: "full", "quick" or "off".
+type Level = sqlitecopy.Level
+
 // Options configures a Source.
 type Options struct {
-	Method      sqlitecopy.Method // default backup
-	Integrity   sqlitecopy.Level  // default full
-	BusyTimeout time.Duration     // default sqlitecopy.DefaultBusyTimeout
-	ScratchDir  string            // where the copy is made; default the system temp folder
+	Method      Method        // default backup
+	Integrity   Level         // default full
+	BusyTimeout time.Duration // default sqlitecopy.DefaultBusyTimeout
+	ScratchDir  string        // where the copy is made; default the system temp folder
 	Logger      *slog.Logger
 }
 
