@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/pprof"
 	"time"
 
 	"github.com/nightjar-backup/nightjar/plugins/source/sqlite"
@@ -20,7 +21,20 @@ func main() {
 	method := flag.String("method", "backup", "backup or vacuum")
 	integrity := flag.String("integrity", "off", "full, quick or off")
 	scratch := flag.String("scratch", os.TempDir(), "scratch folder")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile to this file")
 	flag.Parse()
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(2)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(2)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	src, err := sqlite.New("bench.db", *db, sqlite.Options{
 		Method: sqlite.Method(*method), Integrity: sqlite.Level(*integrity), ScratchDir: *scratch})
 	if err != nil {
@@ -31,6 +45,7 @@ func main() {
 	meta, err := src.Snapshot(context.Background(), io.Discard)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
+		pprof.StopCPUProfile()
 		os.Exit(1)
 	}
 	fmt.Printf("copy_seconds=%s integrity_seconds=%s total_seconds=%.3f\n",

@@ -84,7 +84,7 @@ func (s *Source) Restore(ctx context.Context, r io.Reader, dir string, opt core.
 	if err = os.Rename(tmp.Name(), target); err != nil {
 		return fmt.Errorf("restore %q: %w", s.name, err)
 	}
-	s.log.Info("database restored", "source", s.name, "path", target, "integrity", res.Result)
+	s.log.Info("database restored", "path", target, "integrity", res.Result)
 	return syncDir(dir)
 }
 

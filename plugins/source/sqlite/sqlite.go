@@ -125,23 +125,23 @@ func (s *Source) Snapshot(ctx context.Context, w io.Writer) (map[string]string, 
 	snap, err := sqlitecopy.Take(ctx, s.path, s.opt.ScratchDir,
 		sqlitecopy.Options{Method: s.opt.Method, BusyTimeout: s.opt.BusyTimeout}, s.opt.Integrity)
 	if err != nil {
-		return nil, fmt.Errorf("source %q: %w", s.name, err)
+		return nil, err // the engine names the source
 	}
 	defer func() {
 		if err := snap.Remove(); err != nil {
-			s.log.Warn("could not remove the scratch copy", "source", s.name, "path", snap.Path, "err", err)
+			s.log.Warn("could not remove the scratch copy", "path", snap.Path, "err", err)
 		}
 	}()
-	s.log.Info("database copied and checked", "source", s.name, "path", s.path, "method", s.opt.Method,
+	s.log.Info("database copied and checked", "path", s.path, "method", s.opt.Method,
 		"bytes", snap.Info.Size(), "copy", snap.Duration.Round(time.Millisecond),
 		"integrity", snap.Check.Result, "check", snap.Check.Duration.Round(time.Millisecond))
 	f, err := os.Open(snap.Path)
 	if err != nil {
-		return nil, fmt.Errorf("source %q: open the copy: %w", s.name, err)
+		return nil, fmt.Errorf("open the copy: %w", err)
 	}
 	defer f.Close()
 	if _, err := io.Copy(w, f); err != nil {
-		return nil, fmt.Errorf("source %q: stream the copy: %w", s.name, err)
+		return nil, fmt.Errorf("stream the copy: %w", err)
 	}
 	meta := snap.Meta()
 	meta["path"] = s.path
