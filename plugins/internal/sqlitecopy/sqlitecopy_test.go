@@ -220,3 +220,21 @@ func TestNoRoomInScratch(t *testing.T) {
 		t.Fatalf("error %v, want one naming the folder and scratch_dir", err)
 	}
 }
+
+// TestOddPath: file names reach SQLite as URIs, so characters URIs treat specially must be
+// escaped.
+func TestOddPath(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "a dir?with #odd %41 chars&mode=rw")
+	os.MkdirAll(dir, 0o755)
+	db := filepath.Join(dir, "bank 1.db")
+	sqlitetest.CreateBank(t, db, "wal", 0)
+	s, err := sqlitecopy.Take(context.Background(), db, filepath.Join(dir, "scratch?x"), sqlitecopy.Options{}, sqlitecopy.LevelFull)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Remove()
+	if filepath.Dir(filepath.Dir(s.Path)) != filepath.Join(dir, "scratch?x") {
+		t.Errorf("copy made at %s", s.Path)
+	}
+	sqlitetest.CheckInvariant(t, s.Path)
+}

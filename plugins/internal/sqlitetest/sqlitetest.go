@@ -19,6 +19,7 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -40,12 +41,21 @@ const (
 // Open opens path read-write with a busy timeout.
 func Open(path string, busy time.Duration) (*sql.DB, error) {
 	q := url.Values{"_pragma": {fmt.Sprintf("busy_timeout(%d)", busy.Milliseconds())}}
-	db, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
+	db, err := sql.Open("sqlite", uri(path, q))
 	if err != nil {
 		return nil, err
 	}
 	db.SetMaxOpenConns(1)
 	return db, nil
+}
+
+// uri makes a SQLite URI filename: characters such as '?' and '#' in path are escaped.
+func uri(path string, q url.Values) string {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		abs = path
+	}
+	return (&url.URL{Scheme: "file", Path: abs, RawQuery: q.Encode()}).String()
 }
 
 // CreateBank makes the bank database at path in journal mode jm ("wal" or "delete") with
@@ -110,7 +120,7 @@ func CheckInvariant(t testing.TB, path string) (transfers int64) {
 
 // Invariant checks the bank's cross-table invariants and returns the number of transfers.
 func Invariant(path string) (int64, error) {
-	db, err := sql.Open("sqlite", "file:"+path+"?mode=ro&immutable=1")
+	db, err := sql.Open("sqlite", uri(path, url.Values{"mode": {"ro"}, "immutable": {"1"}}))
 	if err != nil {
 		return 0, err
 	}
