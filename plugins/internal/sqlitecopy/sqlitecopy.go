@@ -189,6 +189,12 @@ func isBusy(err error) bool {
 	return false
 }
 
+// isReadonly reports whether err is SQLITE_READONLY with any extended code.
+func isReadonly(err error) bool {
+	var se *sqlite.Error
+	return errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_READONLY
+}
+
 // isNotDB reports whether err is SQLITE_NOTADB (a header that looks right over a damaged
 // or encrypted file).
 func isNotDB(err error) bool {
@@ -203,6 +209,12 @@ func describeErr(path string, busy time.Duration, err error) error {
 			"retry later, or raise busy_timeout): %v", path, ErrLocked, busy, err)
 	case isNotDB(err):
 		return fmt.Errorf("database %s: %w: %v", path, ErrNotDatabase, err)
+	case isReadonly(err):
+		// nightjar only ever reads: a read-only connection cannot roll back the hot journal
+		// of an interrupted write, nor recover a WAL file. The database's own writer does.
+		return fmt.Errorf("database %s needs recovery that a read-only reader cannot do (an interrupted write left a "+
+			"hot journal or WAL to recover); open it once with its writer, or with `sqlite3 %s 'PRAGMA quick_check'`, then retry: %w",
+			path, path, err)
 	}
 	return fmt.Errorf("database %s: %w", path, err)
 }

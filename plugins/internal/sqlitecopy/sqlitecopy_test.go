@@ -1,16 +1,19 @@
 package sqlitecopy_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/nightjar-backup/nightjar/core/testenv"
 	"github.com/nightjar-backup/nightjar/plugins/internal/sqlitecopy"
 	"github.com/nightjar-backup/nightjar/plugins/internal/sqlitetest"
 )
@@ -237,4 +240,41 @@ func TestOddPath(t *testing.T) {
 		t.Errorf("copy made at %s", s.Path)
 	}
 	sqlitetest.CheckInvariant(t, s.Path)
+}
+
+// TestHotJournal: a writer killed mid-transaction leaves a hot journal that only a writer
+// may roll back; the read-only copy says so instead of failing obscurely, and the source
+// is left for its writer to recover.
+func TestHotJournal(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test: sqlite3 is killed mid-transaction")
+	}
+	dir := t.TempDir()
+	db := filepath.Join(dir, "bank.db")
+	sqlitetest.CreateBank(t, db, "delete", 2)
+	cmd := testenv.Command(t, "sqlite3", db)
+	in, _ := cmd.StdinPipe()
+	out, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// A tiny cache makes the transaction spill changed pages into the database file.
+	fmt.Fprintln(in, "PRAGMA cache_size=1; BEGIN; UPDATE filler SET data = randomblob(65536); SELECT 'spilled';")
+	line, _ := bufio.NewReader(out).ReadString('\n')
+	if strings.TrimSpace(line) != "spilled" {
+		t.Fatalf("sqlite3: %q", line)
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+	if fi, err := os.Stat(db + "-journal"); err != nil || fi.Size() == 0 {
+		t.Fatalf("no hot journal: %v", err)
+	}
+	_, err := sqlitecopy.Take(context.Background(), db, filepath.Join(dir, "scratch"), sqlitecopy.Options{BusyTimeout: time.Second}, sqlitecopy.LevelFull)
+	if err == nil || !strings.Contains(err.Error(), "recovery") {
+		t.Fatalf("error %v, want one explaining the needed recovery", err)
+	}
+	t.Log(err)
+	if _, err := os.Stat(db + "-journal"); err != nil {
+		t.Error("the hot journal was touched")
+	}
 }
