@@ -3,7 +3,10 @@
 # INTO) against the stock sqlite3 CLI's `.backup` and `VACUUM INTO` on the same quiet
 # generated database, in alternating runs; median seconds and peak RSS. The integrity check
 # of the copy is timed separately (nightjar's PRAGMA integrity_check against sqlite3's).
+# Then, with a writer committing continuously, once each: nightjar's copy against
+# `sqlite3 .backup`, which restarts on every commit (BENCH_SQLITE_LOAD=0 skips this).
 # BENCH_SQLITE_MB: database size (default 1024). BENCH_RUNS: runs per tool (default 5).
+# BENCH_SQLITE_LOAD_TIMEOUT: how long `sqlite3 .backup` may try under load (default 60 s).
 # Target: nightjar's backup copy within 1.2x of `sqlite3 .backup`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -87,3 +90,34 @@ echo
 echo "peak RSS (KiB, median): nightjar copy $(median "${rss_nj[@]}"), sqlite3 .backup $(median "${rss_stock[@]}")"
 ok=$(awk -v a="$nb" -v b="$sb" 'BEGIN { print (a <= 1.2 * b) ? "met" : "MISSED" }')
 echo "target (nightjar backup copy within 1.2x of sqlite3 .backup): $ok"
+
+[ "${BENCH_SQLITE_LOAD:-1}" = 1 ] || exit 0
+# Under load: one sqlite3 process commits small transactions back to back (autocommit).
+limit=${BENCH_SQLITE_LOAD_TIMEOUT:-60}
+before=$(sqlite3 "$db" "SELECT count(*) FROM events")
+{ echo ".timeout 30000"; yes "INSERT INTO events (ts, kind, body) VALUES (1, 'w', randomblob(200));"; } \
+  | sqlite3 "$db" >/dev/null 2>&1 &
+writer=$!
+sleep 1
+rm -rf "$work/scratch"; mkdir -p "$work/scratch"
+timed "$work/sqlitecopy" -db "$db" -method backup -integrity full -scratch "$work/scratch" >/dev/null
+nl=$(sed -n 's/.*copy_seconds=\([0-9.]*\).*/\1/p' "$work/out")
+nli=$(sed -n 's/.*integrity_seconds=\([0-9.]*\).*/\1/p' "$work/out")
+rm -f "$work/copy.db"*
+t0=$(date +%s.%N)
+rc=0
+timeout "$limit" sqlite3 "$db" ".backup '$work/copy.db'" 2>"$work/err" || rc=$?
+case $rc in
+  0) sl=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.3f", b - a }') ;;
+  124) sl="did not finish in ${limit} s" ;;
+  *) sl="failed (exit $rc: $(head -c 200 "$work/err"))" ;;
+esac
+kill "$writer" 2>/dev/null || true
+wait "$writer" 2>/dev/null || true
+after=$(sqlite3 "$db" "SELECT count(*) FROM events")
+echo
+echo "Under load (a writer committed $((after - before)) transactions meanwhile), one run each:"
+echo
+echo "| step | nightjar | stock |"
+echo "|---|---|---|"
+echo "| copy: online backup, one step vs \`sqlite3 .backup\` | $nl (integrity_check $nli) | $sl |"
