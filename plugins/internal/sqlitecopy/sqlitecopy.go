@@ -8,7 +8,6 @@
 package sqlitecopy
 
 import (
-	"bytes"
 	"context"
 	"database/sql"
 	"errors"
@@ -458,10 +457,6 @@ func Check(ctx context.Context, path string, level Level) (CheckResult, error) {
 	}
 	return res, nil
 }
-
-// SameHeader reports whether b starts with the SQLite header; for callers that already
-// hold the first bytes of a file.
-func SameHeader(b []byte) bool { return bytes.HasPrefix(b, []byte(Header)) }
 
 func humanBytes(n int64) string {
 	const unit = 1024
