@@ -149,3 +149,24 @@ func (s *Source) sqliteEntry(ctx context.Context, tw *tar.Writer, e entry, h *ta
 		"bytes", h.Size, "copy", snap.Duration)
 	return true, nil
 }
+
+// removeStaleSidecars removes the -wal, -shm and -journal files of a database just written
+// over an existing one (restore --force): SQLite would replay a stale -wal into it.
+func removeStaleSidecars(root *os.Root, name string) error {
+	f, err := root.Open(name)
+	if err != nil {
+		return err
+	}
+	var b [len(sqlitecopy.Header)]byte
+	_, rerr := io.ReadFull(f, b[:])
+	f.Close()
+	if rerr != nil || string(b[:]) != sqlitecopy.Header {
+		return nil
+	}
+	for _, suf := range sidecarSuffixes {
+		if err := root.Remove(name + suf); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("remove the stale %s: %w", name+suf, err)
+		}
+	}
+	return nil
+}

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nightjar-backup/nightjar/core"
 	"github.com/nightjar-backup/nightjar/core/testenv"
 	"github.com/nightjar-backup/nightjar/plugins/internal/sqlitetest"
 	"github.com/nightjar-backup/nightjar/plugins/source/tree"
@@ -169,4 +170,34 @@ func TestTreeSQLiteModes(t *testing.T) {
 	if _, err := newTree(t, root, "").WithSQLite("sometimes", ""); err == nil {
 		t.Error("an unknown sqlite mode was accepted")
 	}
+}
+
+// TestTreeRestoreRemovesStaleSidecars: a forced restore over a folder that still has a
+// database's old -wal must remove it, or SQLite would replay it into the restored copy.
+func TestTreeRestoreRemovesStaleSidecars(t *testing.T) {
+	root := t.TempDir()
+	db := filepath.Join(root, "app.db")
+	sqlitetest.CreateBank(t, db, "wal", 0)
+	b, _ := snapshot(t, newTree(t, root, tree.SQLiteSnapshot))
+
+	to := t.TempDir()
+	target := filepath.Join(to, "data")
+	os.MkdirAll(target, 0o755)
+	os.WriteFile(filepath.Join(target, "app.db"), []byte("old"), 0o644)
+	os.WriteFile(filepath.Join(target, "app.db-wal"), []byte("stale wal"), 0o644)
+	os.WriteFile(filepath.Join(target, "keep.db-wal"), []byte("not ours"), 0o644)
+	s := newTree(t, root, tree.SQLiteSnapshot)
+	if err := s.Restore(context.Background(), bytes.NewReader(b), to, core.RestoreOptions{}); err == nil {
+		t.Fatal("restore over a non-empty folder without force was accepted")
+	}
+	if err := s.Restore(context.Background(), bytes.NewReader(b), to, core.RestoreOptions{Force: true}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(target, "app.db-wal")); !os.IsNotExist(err) {
+		t.Error("the stale -wal is still beside the restored database")
+	}
+	if _, err := os.Stat(filepath.Join(target, "keep.db-wal")); err != nil {
+		t.Error("a file that is not a sidecar of a restored database was removed")
+	}
+	sqlitetest.CheckInvariant(t, filepath.Join(target, "app.db"))
 }
