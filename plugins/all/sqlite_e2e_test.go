@@ -55,8 +55,18 @@ func stockIntegrity(t *testing.T, path string) string {
 func buildNightjar(t *testing.T) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "nightjar")
+	// An explicit environment, with the go command's caches so the build is incremental.
+	var extra []string
+	for _, k := range []string{"GOCACHE", "GOMODCACHE", "GOPATH", "GOROOT", "GOPROXY", "GOTOOLCHAIN", "GOFLAGS", "CGO_ENABLED"} {
+		out, err := exec.Command("go", "env", k).Output()
+		if err != nil {
+			t.Fatalf("go env %s: %v", k, err)
+		}
+		extra = append(extra, k+"="+strings.TrimSpace(string(out)))
+	}
 	cmd := exec.Command("go", "build", "-o", bin, "./cmd/nightjar")
 	cmd.Dir = testenv.RepoRoot()
+	cmd.Env = testenv.Env(t, extra...)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v: %s", err, out)
 	}
