@@ -83,6 +83,14 @@ func sidecarOf(p string) (string, bool) {
 	return "", false
 }
 
+// hasHeader reports whether the open file f starts with the SQLite header; it reads with
+// ReadAt, so f's offset stays at the start.
+func hasHeader(f *os.File) bool {
+	var b [len(sqlitecopy.Header)]byte
+	n, _ := f.ReadAt(b[:], 0)
+	return n == len(b) && string(b[:]) == sqlitecopy.Header
+}
+
 func isDatabase(p string) bool {
 	ok, err := sqlitecopy.IsDatabase(p)
 	return err == nil && ok
@@ -90,7 +98,8 @@ func isDatabase(p string) bool {
 
 // sqliteEntry stores a regular file that is a SQLite database, or a database's sidecar, as
 // the mode says. handled is false when the file is to be stored as an ordinary file.
-func (s *Source) sqliteEntry(ctx context.Context, tw *tar.Writer, e entry, h *tar.Header, st *stats, buf []byte) (handled bool, err error) {
+// f is the file, open and unread.
+func (s *Source) sqliteEntry(ctx context.Context, tw *tar.Writer, f *os.File, e entry, h *tar.Header, st *stats, buf []byte) (handled bool, err error) {
 	if s.sqlite == SQLiteRaw {
 		return false, nil
 	}
@@ -99,7 +108,7 @@ func (s *Source) sqliteEntry(ctx context.Context, tw *tar.Writer, e entry, h *ta
 		return true, nil
 	}
 	// The smallest database file is one 512-byte page.
-	if h.Size < 512 || !isDatabase(e.abs) {
+	if h.Size < 512 || !hasHeader(f) {
 		return false, nil
 	}
 	if s.sqlite == SQLiteSkip {
@@ -124,12 +133,12 @@ func (s *Source) sqliteEntry(ctx context.Context, tw *tar.Writer, e entry, h *ta
 			s.log.Warn("could not remove the scratch copy", "source", s.name, "path", snap.Path, "err", rerr)
 		}
 	}()
-	f, err := os.Open(snap.Path)
+	cp, err := os.Open(snap.Path)
 	if err != nil {
 		return true, fmt.Errorf("source %q: copy of %s: %w", s.name, e.abs, err)
 	}
-	defer f.Close()
-	info, err := f.Stat()
+	defer cp.Close()
+	info, err := cp.Stat()
 	if err != nil {
 		return true, fmt.Errorf("source %q: copy of %s: %w", s.name, e.abs, err)
 	}
@@ -139,7 +148,7 @@ func (s *Source) sqliteEntry(ctx context.Context, tw *tar.Writer, e entry, h *ta
 	if err := tw.WriteHeader(h); err != nil {
 		return true, fmt.Errorf("source %q: write %s: %w", s.name, e.rel, err)
 	}
-	if _, err := io.CopyBuffer(tw, f, buf); err != nil {
+	if _, err := io.CopyBuffer(tw, cp, buf); err != nil {
 		return true, fmt.Errorf("source %q: write %s: %w", s.name, e.rel, err)
 	}
 	st.sqlite.copied = append(st.sqlite.copied, e.rel)

@@ -261,9 +261,6 @@ func (s *Source) writeEntry(ctx context.Context, tw *tar.Writer, e entry, st *st
 		}
 		return nil
 	}
-	if handled, err := s.sqliteEntry(ctx, tw, e, h, st, buf); handled || err != nil {
-		return err
-	}
 	f, err := os.Open(e.abs)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil // deleted since the folder was read: not part of this snapshot
@@ -276,6 +273,9 @@ func (s *Source) writeEntry(ctx context.Context, tw *tar.Writer, e entry, st *st
 	if info, err := f.Stat(); err == nil && info.Mode().IsRegular() {
 		e.info = info
 		h.Size, h.ModTime = info.Size(), info.ModTime()
+	}
+	if handled, err := s.sqliteEntry(ctx, tw, f, e, h, st, buf); handled || err != nil {
+		return err
 	}
 	if err := tw.WriteHeader(h); err != nil {
 		return fmt.Errorf("source %q: write %s: %w", s.name, e.rel, err)
