@@ -121,6 +121,8 @@ func TestTreeSQLiteModes(t *testing.T) {
 	sqlitetest.CreateBank(t, db, "wal", 1)
 	os.WriteFile(filepath.Join(root, "fake.db"), []byte("SQLite format 2 is not a thing"), 0o644)
 	os.WriteFile(filepath.Join(root, "orphan.db-wal"), []byte("a -wal without a database"), 0o644)
+	garbage := append([]byte("SQLite format 3\x00"), bytes.Repeat([]byte{0xee}, 4000)...)
+	os.WriteFile(filepath.Join(root, "broken.db"), garbage, 0o644)
 
 	// snapshot: the first read-only open of a quiet WAL database makes SQLite create its
 	// -wal and -shm files (as any reader would); from then on the input is unchanged, and
@@ -141,6 +143,9 @@ func TestTreeSQLiteModes(t *testing.T) {
 	if _, ok := files["orphan.db-wal"]; !ok {
 		t.Error("a -wal file without a database beside it was left out")
 	}
+	if !bytes.Equal(files["broken.db"], garbage) || meta["sqlite_stored_raw"] != "broken.db" {
+		t.Errorf("a file with the header that is no database should be stored as it is and named in the meta: %v", meta)
+	}
 	if meta["sqlite"] != "snapshot" || meta["sqlite_snapshot_files"] != "app.db" {
 		t.Errorf("meta %v", meta)
 	}
@@ -153,7 +158,7 @@ func TestTreeSQLiteModes(t *testing.T) {
 			t.Errorf("skip mode stored %s", name)
 		}
 	}
-	if meta["sqlite_skipped_files"] != "app.db" {
+	if meta["sqlite_skipped_files"] != "app.db\nbroken.db" { // skip goes by the header alone
 		t.Errorf("skip meta %v", meta)
 	}
 
