@@ -278,3 +278,30 @@ func TestHotJournal(t *testing.T) {
 		t.Error("the hot journal was touched")
 	}
 }
+
+// TestStaleCopiesRemoved: a copy left by a killed run is removed by a later copy once old.
+func TestStaleCopiesRemoved(t *testing.T) {
+	dir := t.TempDir()
+	db := filepath.Join(dir, "bank.db")
+	sqlitetest.CreateBank(t, db, "wal", 0)
+	scratch := filepath.Join(dir, "scratch")
+	old := filepath.Join(scratch, "sqlite-copy-123")
+	recent := filepath.Join(scratch, "sqlite-copy-456")
+	for _, d := range []string{old, recent} {
+		os.MkdirAll(d, 0o700)
+		os.WriteFile(filepath.Join(d, "bank.db"), []byte("left over"), 0o600)
+	}
+	past := time.Now().Add(-sqlitecopy.StaleAfter - time.Hour)
+	os.Chtimes(old, past, past)
+	s, err := sqlitecopy.Take(context.Background(), db, scratch, sqlitecopy.Options{}, sqlitecopy.LevelOff)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Remove()
+	if _, err := os.Stat(old); !os.IsNotExist(err) {
+		t.Error("a stale copy was not removed")
+	}
+	if _, err := os.Stat(recent); err != nil {
+		t.Error("a recent copy (maybe another run's) was removed")
+	}
+}

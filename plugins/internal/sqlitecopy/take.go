@@ -49,6 +49,7 @@ func Take(ctx context.Context, src, scratch string, opt Options, level Level) (_
 	if err := os.MkdirAll(scratch, 0o700); err != nil {
 		return nil, fmt.Errorf("scratch folder %s cannot be created: %w", scratch, err)
 	}
+	removeStale(scratch, time.Now().Add(-StaleAfter))
 	dir, err := os.MkdirTemp(scratch, "sqlite-copy-*")
 	if err != nil {
 		return nil, fmt.Errorf("scratch folder %s is not writable: %w", scratch, err)
@@ -68,4 +69,20 @@ func Take(ctx context.Context, src, scratch string, opt Options, level Level) (_
 		return nil, fmt.Errorf("copy of %s: %w", src, err)
 	}
 	return s, nil
+}
+
+// StaleAfter is the age after which a copy left in scratch by a killed run is removed by the
+// next copy. No copy runs for a day, and runs of one pipeline never overlap (state_dir lock).
+const StaleAfter = 24 * time.Hour
+
+// removeStale removes copies and check files older than cutoff from scratch, best effort.
+func removeStale(scratch string, cutoff time.Time) {
+	for _, pattern := range []string{"sqlite-copy-*", "sqlite-check-*"} {
+		matches, _ := filepath.Glob(filepath.Join(scratch, pattern))
+		for _, m := range matches {
+			if info, err := os.Lstat(m); err == nil && info.IsDir() && info.ModTime().Before(cutoff) {
+				os.RemoveAll(m)
+			}
+		}
+	}
 }
