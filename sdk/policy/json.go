@@ -2,8 +2,10 @@ package policy
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"math"
+	"math/bits"
 	"strconv"
 	"time"
 	"unicode/utf16"
@@ -51,8 +53,10 @@ func DecodeInput(b []byte) (*Input, error) {
 				return err
 			})
 		case "snapshots":
-			if n := bytes.Count(b, []byte(`"id"`)); n > 0 && in.Snapshots == nil {
-				in.Snapshots = make([]Snapshot, 0, n)
+			if in.Snapshots == nil {
+				// A snapshot takes at least ~60 bytes of input; counting them exactly would
+				// cost a scan of the whole input.
+				in.Snapshots = make([]Snapshot, 0, len(b)/60+1)
 			}
 			err = d.array(func() error {
 				in.Snapshots = append(in.Snapshots, Snapshot{})
@@ -102,19 +106,20 @@ func (d *decoder) snapshot(s *Snapshot) error {
 			if err := d.expect(':'); err != nil {
 				return err
 			}
-			switch key {
-			case "id":
+			// An if chain of short constant comparisons compiles to plain loads; a string
+			// switch would call the runtime's (looping) string compare.
+			if key == "id" {
 				s.ID, err = d.str()
-			case "time":
+			} else if key == "time" {
 				s.Time, err = d.time()
 				hasTime = true
-			case "size":
+			} else if key == "size" {
 				s.Size, err = d.integer()
-			case "tags":
+			} else if key == "tags" {
 				err = d.tags(s)
-			case "labels":
+			} else if key == "labels" {
 				err = d.labels(s)
-			default:
+			} else {
 				_, err = d.value()
 			}
 			if err != nil {
@@ -349,8 +354,23 @@ func (d *decoder) str() (string, error) {
 		return "", err
 	}
 	start := d.i
-	// bytes.IndexByte is word-at-a-time under WebAssembly; a byte loop costs a loop-header
-	// check per byte when the host enforces timeouts.
+	// Under a host that enforces timeouts every loop iteration calls into the host, so short
+	// strings (ids, keys, times) are scanned 8 bytes at a time without a loop.
+	if len(d.b)-start >= 32 {
+		if end, ok, bad := d.scanWord(start); ok || bad {
+			return d.finishStr(start, end, bad)
+		}
+		if end, ok, bad := d.scanWord(start + 8); ok || bad {
+			return d.finishStr(start, end, bad)
+		}
+		if end, ok, bad := d.scanWord(start + 16); ok || bad {
+			return d.finishStr(start, end, bad)
+		}
+		if end, ok, bad := d.scanWord(start + 24); ok || bad {
+			return d.finishStr(start, end, bad)
+		}
+	}
+	// Longer strings: bytes.IndexByte works a word at a time.
 	end := bytes.IndexByte(d.b[start:], '"')
 	if end < 0 {
 		return "", d.errorf("unterminated string")
@@ -363,6 +383,43 @@ func (d *decoder) str() (string, error) {
 		return d.src[start : start+end], nil
 	}
 	return string(d.b[start : start+end]), nil
+}
+
+const (
+	swarLo = 0x0101010101010101
+	swarHi = 0x8080808080808080
+)
+
+// scanWord looks at the 8 bytes at off for the closing quote of a string. ok: found at end
+// (an index into d.b) with no backslash or control character before it; bad: a backslash
+// or control character comes first (the caller takes the slow path). The classic
+// "has zero byte" test is exact for the lowest matching byte, which is all we use.
+func (d *decoder) scanWord(off int) (end int, ok, bad bool) {
+	v := binary.LittleEndian.Uint64(d.b[off : off+8])
+	xq := v ^ (swarLo * '"')
+	quote := (xq - swarLo) &^ xq & swarHi
+	xb := v ^ (swarLo * '\\')
+	special := ((xb - swarLo) &^ xb & swarHi) | ((v - swarLo*0x20) &^ v & swarHi)
+	if quote == 0 {
+		return 0, false, special != 0
+	}
+	q := bits.TrailingZeros64(quote)
+	if special != 0 && bits.TrailingZeros64(special) < q {
+		return 0, false, true
+	}
+	return off + q>>3, true, false
+}
+
+func (d *decoder) finishStr(start, end int, bad bool) (string, error) {
+	if bad {
+		d.i = start
+		return d.strSlow(start)
+	}
+	d.i = end + 1
+	if d.src != "" {
+		return d.src[start:end], nil
+	}
+	return string(d.b[start:end]), nil
 }
 
 func (d *decoder) strSlow(start int) (string, error) {
@@ -481,11 +538,16 @@ func (d *decoder) integer() (int64, error) {
 		neg = true
 		j++
 	}
-	var n int64
-	k := j
-	for k < len(d.b) && k-j < 18 && d.b[k] >= '0' && d.b[k] <= '9' {
-		n = n*10 + int64(d.b[k]-'0')
-		k++
+	n, k := d.digits4(0, j)
+	if k-j == 4 {
+		if n, k = d.digits4(n, k); k-j == 8 {
+			if n, k = d.digits4(n, k); k-j == 12 {
+				if n, k = d.digits4(n, k); k-j == 16 {
+					n, k = d.digit(n, k)
+					n, k = d.digit(n, k)
+				}
+			}
+		}
 	}
 	if k > j && (k == len(d.b) || (d.b[k] != '.' && d.b[k] != 'e' && d.b[k] != 'E' && (d.b[k] < '0' || d.b[k] > '9'))) {
 		d.i = k
@@ -503,6 +565,28 @@ func (d *decoder) integer() (int64, error) {
 		return 0, d.errorf("expected an integer, found %q", s)
 	}
 	return v, nil
+}
+
+// digit and digits4 read decimal digits without a loop (see scanWord for why).
+func (d *decoder) digit(n int64, k int) (int64, int) {
+	if k < len(d.b) && d.b[k] >= '0' && d.b[k] <= '9' {
+		return n*10 + int64(d.b[k]-'0'), k + 1
+	}
+	return n, k
+}
+
+func (d *decoder) digits4(n int64, k int) (int64, int) {
+	k0 := k
+	if n, k = d.digit(n, k); k == k0 {
+		return n, k
+	}
+	if n, k = d.digit(n, k); k == k0+1 {
+		return n, k
+	}
+	if n, k = d.digit(n, k); k == k0+2 {
+		return n, k
+	}
+	return d.digit(n, k)
 }
 
 func (d *decoder) time() (time.Time, error) {

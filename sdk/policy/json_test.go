@@ -2,6 +2,7 @@ package policy
 
 import (
 	"encoding/json"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -84,6 +85,50 @@ func TestFastTime(t *testing.T) {
 	for _, s := range []string{"2026-02-30T00:00:00Z", "2026-11-22 02:00:13Z", "2026-11-22T02:00:13", "2026-13-01T00:00:00Z"} {
 		if _, ok := d.fastTime(s); ok {
 			t.Errorf("%s: accepted", s)
+		}
+	}
+}
+
+// TestStringsRoundTrip: ids of every length and content, as encoding/json writes them, come
+// back unchanged (the word-at-a-time scanner and the slow path agree).
+func TestStringsRoundTrip(t *testing.T) {
+	alphabet := []string{"a", "Z", "0", "-", "\"", "\\", "\n", "\x01", "é", "😀", "/", " "}
+	rng := uint64(1)
+	for n := 0; n < 2000; n++ {
+		var id strings.Builder
+		for k := 0; k < n%45+1; k++ {
+			rng = rng*6364136223846793005 + 1442695040888963407
+			id.WriteString(alphabet[(rng>>33)%uint64(len(alphabet))])
+		}
+		b, _ := json.Marshal(map[string]any{"abi": 1, "snapshots": []any{
+			map[string]any{"id": id.String(), "time": "2026-11-21T02:00:11Z", "tags": []string{id.String()}},
+			map[string]any{"id": "pad-pad-pad-pad-pad-pad-pad-pad-pad", "time": "2026-11-21T02:00:11Z"}}})
+		in, err := DecodeInput(b)
+		if err != nil {
+			t.Fatalf("%q: %v", id.String(), err)
+		}
+		if in.Snapshots[0].ID != id.String() || in.Snapshots[0].Tags[0] != id.String() {
+			t.Fatalf("%q came back as %q", id.String(), in.Snapshots[0].ID)
+		}
+	}
+	// A raw control character is not JSON.
+	if _, err := DecodeInput([]byte("{\"abi\":1,\"sink\":\"a\x01b\",\"pipeline\":\"padding padding padding padding\"}")); err == nil {
+		t.Fatal("raw control character accepted")
+	}
+}
+
+func TestIntegers(t *testing.T) {
+	for _, n := range []int64{0, 7, -1, 1234, 12345678, 123456789012345678, -987654321, 9223372036854775807} {
+		d := &decoder{b: []byte(strconv.FormatInt(n, 10) + ",")}
+		got, err := d.integer()
+		if err != nil || got != n || d.b[d.i] != ',' {
+			t.Errorf("%d: got %d, %v, at %d", n, got, err, d.i)
+		}
+	}
+	for _, bad := range []string{"1.5", "1e3", "x", "99999999999999999999"} {
+		d := &decoder{b: []byte(bad)}
+		if _, err := d.integer(); err == nil {
+			t.Errorf("%s: accepted", bad)
 		}
 	}
 }
