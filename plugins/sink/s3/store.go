@@ -3,6 +3,8 @@ package s3
 import (
 	"bytes"
 	"context"
+	"crypto/md5"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -234,7 +236,7 @@ func (s *Store) putMultipart(ctx context.Context, key, obj string, r io.Reader, 
 		if busy {
 			<-inflight
 		}
-		if err != nil {
+		if err != nil && uploadID != "" {
 			// Abort even when ctx is cancelled, so no orphan parts stay billed.
 			actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 			defer cancel()
@@ -296,6 +298,11 @@ func (s *Store) putMultipart(ctx context.Context, key, obj string, r io.Reader, 
 	}
 
 	_, err = s.core.CompleteMultipartUpload(ctx, s.opt.Bucket, obj, uploadID, parts, s.putOptions())
+	if err != nil && minio.ToErrorResponse(err).Code == "NoSuchUpload" && s.completedBefore(ctx, obj, parts) {
+		// The server completed the upload but its answer was lost, and minio-go's retry found
+		// the upload gone: the object is ours (its ETag is the one our parts make).
+		uploadID, err = "", nil
+	}
 	if err != nil {
 		return total, s.wrap(ctx, "put "+key+": complete multipart upload", err)
 	}
@@ -303,6 +310,22 @@ func (s *Store) putMultipart(ctx context.Context, key, obj string, r io.Reader, 
 		return total, err
 	}
 	return total, nil
+}
+
+// completedBefore reports whether obj is the object that completing parts makes: S3's
+// multipart ETag is the MD5 of the parts' binary MD5s, a dash and the part count.
+func (s *Store) completedBefore(ctx context.Context, obj string, parts []minio.CompletePart) bool {
+	h := md5.New()
+	for _, p := range parts {
+		b, err := hex.DecodeString(strings.Trim(p.ETag, `"`))
+		if err != nil {
+			return false
+		}
+		h.Write(b)
+	}
+	want := fmt.Sprintf("%x-%d", h.Sum(nil), len(parts))
+	st, err := s.client.StatObject(ctx, s.opt.Bucket, obj, minio.StatObjectOptions{})
+	return err == nil && strings.Trim(st.ETag, `"`) == want
 }
 
 // Get streams key from offset (a range request when offset > 0).
@@ -411,9 +434,12 @@ func (s *Store) wrap(ctx context.Context, what string, err error) error {
 	if resp.StatusCode == http.StatusNotFound && resp.Code == "" && strings.HasPrefix(what, "get ") {
 		return s.errorf("%s: %w", what, blob.ErrNotFound)
 	}
+	if resp.StatusCode >= 500 {
+		return s.errorf("%s: the server kept failing (%d attempts): %w", what, s.opt.MaxRetries, err)
+	}
 	var ne net.Error
 	if errors.As(err, &ne) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
-		return s.errorf("%s: cannot reach %s after %d attempts (check endpoint, secure and the network): %w", what, s.opt.Endpoint, s.opt.MaxRetries, err)
+		return s.errorf("%s: cannot reach %s, or the connection kept breaking (%d attempts; check endpoint, secure and the network): %w", what, s.opt.Endpoint, s.opt.MaxRetries, err)
 	}
 	return s.errorf("%s: %w", what, err)
 }
