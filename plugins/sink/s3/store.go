@@ -259,8 +259,8 @@ func (s *Store) putMultipart(ctx context.Context, key, obj string, r io.Reader, 
 	upload := func(num int, b []byte, buf *[]byte) {
 		busy = true
 		go func() {
-			defer s.bufs.Put(buf)
 			p, err := s.core.PutObjectPart(ctx, s.opt.Bucket, obj, uploadID, num, bytes.NewReader(b), int64(len(b)), minio.PutObjectPartOptions{})
+			s.bufs.Put(buf) // before reporting, so the reader can reuse it: two buffers, not three
 			if err != nil {
 				inflight <- partResult{err: s.wrap(ctx, fmt.Sprintf("put %s: part %d", key, num), err)}
 				return
