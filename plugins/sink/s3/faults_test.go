@@ -13,6 +13,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/nightjar-backup/nightjar/sdk/blob"
 )
@@ -30,6 +31,10 @@ type resetProxy struct {
 	wg       sync.WaitGroup
 	mu       sync.Mutex
 	open     []net.Conn // closed when the test ends, so idle keep-alive connections end
+	// stall makes a cut connection go silent (neither read nor forward, never close)
+	// instead of being reset.
+	stall bool
+	stop  chan struct{}
 }
 
 func startResetProxy(t *testing.T, target string, cutAfter func(n int) int64) *resetProxy {
@@ -38,11 +43,12 @@ func startResetProxy(t *testing.T, target string, cutAfter func(n int) int64) *r
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &resetProxy{l: l, target: target, cutAfter: cutAfter}
+	p := &resetProxy{l: l, target: target, cutAfter: cutAfter, stop: make(chan struct{})}
 	p.wg.Add(1)
 	go p.serve()
 	t.Cleanup(func() {
 		l.Close()
+		close(p.stop)
 		p.mu.Lock()
 		for _, c := range p.open {
 			c.Close()
@@ -101,6 +107,12 @@ func (p *resetProxy) handle(client *net.TCPConn, cut int64) {
 		n, rerr := client.Read(buf)
 		if cut >= 0 && sent+int64(n) > cut {
 			_, _ = server.Write(buf[:cut-sent])
+			if p.stall {
+				// Silence both ways: MinIO goes away, the client hears nothing, not even a FIN.
+				p.resets.Add(1)
+				server.Close()
+				<-p.stop
+			}
 			reset()
 			<-done
 			return
@@ -149,6 +161,35 @@ func TestPutSurvivesConnectionResets(t *testing.T) {
 		t.Fatalf("object differs after retried parts (%d bytes, want %d)", len(got), len(data))
 	}
 	t.Logf("%d connections, %d reset", proxy.conns.Load(), proxy.resets.Load())
+}
+
+// A server that stops reading in the middle of a part (no reset, no answer) must not hang
+// the upload: the idle timeout fails the connection and the part is retried.
+func TestPutSurvivesAStalledConnection(t *testing.T) {
+	srv := startServer(t)
+	proxy := startResetProxy(t, srv.m.Endpoint, func(n int) int64 {
+		if n == 0 {
+			return 1 << 20
+		}
+		return -1
+	})
+	proxy.stall = true
+	opt := srv.options(proxy.Addr())
+	opt.Transport = nil // the store's own transport, with its idle timeout
+	opt.IdleTimeout = time.Second
+	st := srv.store(t, opt)
+	data := randomBytes(t, 2*MinPartSize+1)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := st.Put(ctx, "stall/obj", bytes.NewReader(data)); err != nil {
+		t.Fatalf("Put through a stalled connection: %v", err)
+	}
+	if proxy.resets.Load() != 1 {
+		t.Fatalf("%d connections stalled, want 1", proxy.resets.Load())
+	}
+	if got := get(t, st, "stall/obj", 0); !bytes.Equal(got, data) {
+		t.Fatal("object differs")
+	}
 }
 
 func TestPutFailsCleanlyWhenResetsPersist(t *testing.T) {

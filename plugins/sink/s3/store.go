@@ -44,6 +44,9 @@ type Options struct {
 	StorageClass    string
 	PartSize        int64 // 0: DefaultPartSize
 	MaxRetries      int   // 0: DefaultMaxRetries
+	// IdleTimeout fails a connection on which nothing was sent or received for this long
+	// (a server that stops reading or answering); the request is then retried. 0: 2 minutes.
+	IdleTimeout time.Duration
 	// Transport replaces the HTTP transport (tests); nil builds one with timeouts.
 	Transport http.RoundTripper
 }
@@ -91,12 +94,15 @@ func NewStore(opt Options) (*Store, error) {
 	if opt.MaxRetries <= 0 {
 		opt.MaxRetries = DefaultMaxRetries
 	}
+	if opt.IdleTimeout <= 0 {
+		opt.IdleTimeout = 2 * time.Minute
+	}
 	if opt.Endpoint == "" || strings.Contains(opt.Endpoint, "://") || strings.Contains(opt.Endpoint, "/") {
 		return nil, fmt.Errorf("s3 sink %q: endpoint %q: expected host[:port] without scheme or path (use secure: false for plain HTTP)", opt.Name, opt.Endpoint)
 	}
 	tr := opt.Transport
 	if tr == nil {
-		tr = newTransport(opt.Secure)
+		tr = newTransport(opt.Secure, opt.IdleTimeout)
 	}
 	c, err := minio.New(opt.Endpoint, &minio.Options{
 		Creds:      credentials.NewStaticV4(opt.AccessKeyID, opt.SecretAccessKey, ""),
@@ -113,14 +119,40 @@ func NewStore(opt Options) (*Store, error) {
 	return s, nil
 }
 
-// newTransport is minio-go's default transport with bounded waits: a dead endpoint or a
-// server that stops answering becomes an error (and a retry), never a hang.
-func newTransport(secure bool) http.RoundTripper {
+// newTransport is minio-go's default transport with bounded waits: a dead endpoint, or a
+// server that stops reading or answering in the middle of a request, becomes an error (and
+// a retry), never a hang.
+func newTransport(secure bool, idle time.Duration) http.RoundTripper {
 	tr, _ := minio.DefaultTransport(secure)
-	tr.DialContext = (&net.Dialer{Timeout: 15 * time.Second, KeepAlive: 30 * time.Second}).DialContext
+	dialer := &net.Dialer{Timeout: 15 * time.Second, KeepAlive: 30 * time.Second}
+	tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := dialer.DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return &idleConn{Conn: c, idle: idle}, nil
+	}
 	tr.ResponseHeaderTimeout = 2 * time.Minute // completing a large upload takes a while
 	tr.TLSHandshakeTimeout = 15 * time.Second
 	return tr
+}
+
+// idleConn fails a read or write that waits longer than idle. Every read and write pushes
+// both deadlines, so a long upload keeps the pending read of its answer alive, a slow
+// consumer of a download is not penalised, and a stalled peer is detected either way.
+type idleConn struct {
+	net.Conn
+	idle time.Duration
+}
+
+func (c *idleConn) Read(p []byte) (int, error) {
+	_ = c.Conn.SetDeadline(time.Now().Add(c.idle))
+	return c.Conn.Read(p)
+}
+
+func (c *idleConn) Write(p []byte) (int, error) {
+	_ = c.Conn.SetDeadline(time.Now().Add(c.idle))
+	return c.Conn.Write(p)
 }
 
 // Client is the underlying minio-go client (tests and tools).
