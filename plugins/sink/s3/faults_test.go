@@ -35,6 +35,9 @@ type resetProxy struct {
 	// instead of being reset.
 	stall bool
 	stop  chan struct{}
+	// cutDown, when set, decides after how many bytes from the server the n-th connection
+	// is reset (< 0 never).
+	cutDown func(n int) int64
 }
 
 func startResetProxy(t *testing.T, target string, cutAfter func(n int) int64) *resetProxy {
@@ -75,12 +78,16 @@ func (p *resetProxy) serve() {
 		p.wg.Add(1)
 		go func() {
 			defer p.wg.Done()
-			p.handle(c.(*net.TCPConn), p.cutAfter(n))
+			down := int64(-1)
+			if p.cutDown != nil {
+				down = p.cutDown(n)
+			}
+			p.handle(c.(*net.TCPConn), p.cutAfter(n), down)
 		}()
 	}
 }
 
-func (p *resetProxy) handle(client *net.TCPConn, cut int64) {
+func (p *resetProxy) handle(client *net.TCPConn, cut, cutDown int64) {
 	server, err := net.Dial("tcp", p.target)
 	if err != nil {
 		client.Close()
@@ -89,17 +96,25 @@ func (p *resetProxy) handle(client *net.TCPConn, cut int64) {
 	p.mu.Lock()
 	p.open = append(p.open, server)
 	p.mu.Unlock()
+	var once sync.Once
 	reset := func() {
-		p.resets.Add(1)
-		_ = client.SetLinger(0)
-		_ = server.(*net.TCPConn).SetLinger(0)
-		client.Close()
-		server.Close()
+		once.Do(func() {
+			p.resets.Add(1)
+			_ = client.SetLinger(0)
+			_ = server.(*net.TCPConn).SetLinger(0)
+			client.Close()
+			server.Close()
+		})
 	}
 	done := make(chan struct{})
 	go func() { // server → client
-		_, _ = io.Copy(client, server)
-		close(done)
+		defer close(done)
+		if cutDown < 0 {
+			_, _ = io.Copy(client, server)
+			return
+		}
+		_, _ = io.Copy(client, io.LimitReader(server, cutDown))
+		reset()
 	}()
 	var sent int64
 	buf := make([]byte, 32<<10)
@@ -336,3 +351,54 @@ type discardWriter struct {
 func (d *discardWriter) Header() http.Header         { return d.h }
 func (d *discardWriter) Write(b []byte) (int, error) { return len(b), nil }
 func (d *discardWriter) WriteHeader(code int)        { d.code = code }
+
+// A download cut in the middle resumes with a range request from where it stopped.
+func TestGetResumesAfterAReset(t *testing.T) {
+	srv := startServer(t)
+	ctx := context.Background()
+	data := randomBytes(t, 3*MinPartSize+17)
+	direct := srv.store(t, srv.options(""))
+	if _, err := direct.Put(ctx, "dl/obj", bytes.NewReader(data)); err != nil {
+		t.Fatal(err)
+	}
+	// The first three connections die after 4 MiB from the server.
+	proxy := startResetProxy(t, srv.m.Endpoint, func(int) int64 { return -1 })
+	proxy.cutDown = func(n int) int64 {
+		if n < 3 {
+			return 4 << 20
+		}
+		return -1
+	}
+	st := srv.store(t, srv.options(proxy.Addr()))
+	for _, off := range []int64{0, 1000} {
+		got := get(t, st, "dl/obj", off)
+		if !bytes.Equal(got, data[off:]) {
+			t.Fatalf("offset %d: read %d bytes that differ from the %d stored", off, len(got), len(data)-int(off))
+		}
+	}
+	if proxy.resets.Load() == 0 {
+		t.Fatal("no download was cut: the test tested nothing")
+	}
+
+	// When resuming keeps failing (every later connection dies before its answer), the
+	// read gives up with an error naming the sink.
+	proxy2 := startResetProxy(t, srv.m.Endpoint, func(int) int64 { return -1 })
+	proxy2.cutDown = func(n int) int64 {
+		if n == 0 {
+			return 1 << 20
+		}
+		return 100
+	}
+	opt := srv.options(proxy2.Addr())
+	opt.MaxRetries = 2
+	rc, err := srv.store(t, opt).Get(ctx, "dl/obj", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	n, err := io.Copy(io.Discard, rc)
+	if err == nil || !strings.Contains(err.Error(), `s3 sink "spaces"`) {
+		t.Fatalf("read through a proxy that always cuts: %d bytes, err %v", n, err)
+	}
+	t.Logf("error: %v", err)
+}

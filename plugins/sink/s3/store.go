@@ -360,7 +360,9 @@ func (s *Store) completedBefore(ctx context.Context, obj string, parts []minio.C
 	return err == nil && strings.Trim(st.ETag, `"`) == want
 }
 
-// Get streams key from offset (a range request when offset > 0).
+// Get streams key from offset (a range request when offset > 0). A read that breaks in the
+// middle (a reset, a timeout) resumes with a range request from where it stopped, up to
+// MaxRetries times in a row, and only from the same object (its ETag must still match).
 func (s *Store) Get(ctx context.Context, key string, offset int64) (io.ReadCloser, error) {
 	obj, err := s.object(key)
 	if err != nil {
@@ -369,28 +371,91 @@ func (s *Store) Get(ctx context.Context, key string, offset int64) (io.ReadClose
 	if offset < 0 {
 		return nil, s.errorf("get %s: negative offset %d", key, offset)
 	}
+	body, etag, err := s.openAt(ctx, obj, offset, "")
+	if err != nil {
+		return nil, s.wrap(ctx, "get "+key, err)
+	}
+	return &resumingReader{s: s, ctx: ctx, key: key, obj: obj, body: body, off: offset, etag: etag}, nil
+}
+
+// openAt opens obj from offset; an offset at or past the end gives an empty body.
+func (s *Store) openAt(ctx context.Context, obj string, offset int64, etag string) (io.ReadCloser, string, error) {
 	opts := minio.GetObjectOptions{}
 	if offset > 0 {
 		if err := opts.SetRange(offset, 0); err != nil {
-			return nil, s.errorf("get %s: %w", key, err)
+			return nil, "", err
 		}
 	}
-	body, _, _, err := s.core.GetObject(ctx, s.opt.Bucket, obj, opts)
-	if err != nil {
-		if offset > 0 && minio.ToErrorResponse(err).Code == "InvalidRange" {
-			// Reading from the end (or past it) of an existing object.
-			st, serr := s.client.StatObject(ctx, s.opt.Bucket, obj, minio.StatObjectOptions{})
-			if serr != nil {
-				return nil, s.wrap(ctx, "get "+key, serr)
-			}
-			if offset >= st.Size {
-				return io.NopCloser(bytes.NewReader(nil)), nil
-			}
+	if etag != "" {
+		if err := opts.SetMatchETag(etag); err != nil {
+			return nil, "", err
 		}
-		return nil, s.wrap(ctx, "get "+key, err)
 	}
-	return body, nil
+	body, info, _, err := s.core.GetObject(ctx, s.opt.Bucket, obj, opts)
+	if err == nil {
+		return body, info.ETag, nil
+	}
+	if offset > 0 && minio.ToErrorResponse(err).Code == "InvalidRange" {
+		// Reading from the end (or past it) of an existing object.
+		st, serr := s.client.StatObject(ctx, s.opt.Bucket, obj, minio.StatObjectOptions{})
+		if serr != nil {
+			return nil, "", serr
+		}
+		if etag != "" && st.ETag != etag {
+			return nil, "", fmt.Errorf("the object changed while it was read (ETag %s, was %s)", st.ETag, etag)
+		}
+		if offset >= st.Size {
+			return io.NopCloser(bytes.NewReader(nil)), st.ETag, nil
+		}
+	}
+	return nil, "", err
 }
+
+// resumingReader reads an object, resuming after a broken connection.
+type resumingReader struct {
+	s       *Store
+	ctx     context.Context
+	key     string
+	obj     string
+	body    io.ReadCloser
+	off     int64
+	etag    string
+	retries int // resumptions in a row without progress
+}
+
+func (r *resumingReader) Read(p []byte) (int, error) {
+	for {
+		n, err := r.body.Read(p)
+		r.off += int64(n)
+		if n > 0 {
+			r.retries = 0
+		}
+		if err == nil || err == io.EOF {
+			return n, err
+		}
+		if r.ctx.Err() != nil || r.retries >= r.s.opt.MaxRetries {
+			return n, r.s.wrap(r.ctx, fmt.Sprintf("get %s: read at byte %d", r.key, r.off), err)
+		}
+		r.retries++
+		r.body.Close()
+		r.body = io.NopCloser(bytes.NewReader(nil))
+		select {
+		case <-r.ctx.Done():
+			return n, r.s.wrap(r.ctx, "get "+r.key, r.ctx.Err())
+		case <-time.After(min(time.Second, 200*time.Millisecond<<(r.retries-1))):
+		}
+		body, _, oerr := r.s.openAt(r.ctx, r.obj, r.off, r.etag)
+		if oerr != nil {
+			return n, r.s.wrap(r.ctx, fmt.Sprintf("get %s: resume at byte %d", r.key, r.off), oerr)
+		}
+		r.body = body
+		if n > 0 {
+			return n, nil
+		}
+	}
+}
+
+func (r *resumingReader) Close() error { return r.body.Close() }
 
 // List calls fn for every complete object under prefix (multipart uploads in progress are
 // not objects and are never listed).
