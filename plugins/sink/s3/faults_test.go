@@ -40,13 +40,16 @@ type resetProxy struct {
 	cutDown func(n int) int64
 }
 
-func startResetProxy(t *testing.T, target string, cutAfter func(n int) int64) *resetProxy {
+func startResetProxy(t *testing.T, target string, cutAfter func(n int) int64, opts ...func(*resetProxy)) *resetProxy {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	p := &resetProxy{l: l, target: target, cutAfter: cutAfter, stop: make(chan struct{})}
+	for _, o := range opts {
+		o(p)
+	}
 	p.wg.Add(1)
 	go p.serve()
 	t.Cleanup(func() {
@@ -187,8 +190,7 @@ func TestPutSurvivesAStalledConnection(t *testing.T) {
 			return 1 << 20
 		}
 		return -1
-	})
-	proxy.stall = true
+	}, func(p *resetProxy) { p.stall = true })
 	opt := srv.options(proxy.Addr())
 	opt.Transport = nil // the store's own transport, with its idle timeout
 	opt.IdleTimeout = time.Second
@@ -362,13 +364,14 @@ func TestGetResumesAfterAReset(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The first three connections die after 4 MiB from the server.
-	proxy := startResetProxy(t, srv.m.Endpoint, func(int) int64 { return -1 })
-	proxy.cutDown = func(n int) int64 {
-		if n < 3 {
-			return 4 << 20
+	proxy := startResetProxy(t, srv.m.Endpoint, func(int) int64 { return -1 }, func(p *resetProxy) {
+		p.cutDown = func(n int) int64 {
+			if n < 3 {
+				return 4 << 20
+			}
+			return -1
 		}
-		return -1
-	}
+	})
 	st := srv.store(t, srv.options(proxy.Addr()))
 	for _, off := range []int64{0, 1000} {
 		got := get(t, st, "dl/obj", off)
@@ -382,13 +385,14 @@ func TestGetResumesAfterAReset(t *testing.T) {
 
 	// When resuming keeps failing (every later connection dies before its answer), the
 	// read gives up with an error naming the sink.
-	proxy2 := startResetProxy(t, srv.m.Endpoint, func(int) int64 { return -1 })
-	proxy2.cutDown = func(n int) int64 {
-		if n == 0 {
-			return 1 << 20
+	proxy2 := startResetProxy(t, srv.m.Endpoint, func(int) int64 { return -1 }, func(p *resetProxy) {
+		p.cutDown = func(n int) int64 {
+			if n == 0 {
+				return 1 << 20
+			}
+			return 100
 		}
-		return 100
-	}
+	})
 	opt := srv.options(proxy2.Addr())
 	opt.MaxRetries = 2
 	rc, err := srv.store(t, opt).Get(ctx, "dl/obj", 0)
