@@ -240,6 +240,9 @@ func (s *Store) putSmall(ctx context.Context, key, obj string, b []byte) (int64,
 func (s *Store) checkSize(ctx context.Context, key, obj string, sent int64) error {
 	st, err := s.client.StatObject(ctx, s.opt.Bucket, obj, minio.StatObjectOptions{})
 	if err != nil {
+		// Put is failing, so the object must not stay (best effort: the commit protocol
+		// never names it, and prune removes what is left).
+		s.removeQuietly(obj)
 		return s.wrap(ctx, "put "+key+": check size", err)
 	}
 	if st.Size != sent {
