@@ -5,6 +5,7 @@ package all
 import (
 	"github.com/nightjar-backup/nightjar/core"
 	"github.com/nightjar-backup/nightjar/plugins/sink/local"
+	"github.com/nightjar-backup/nightjar/plugins/sink/s3"
 	"github.com/nightjar-backup/nightjar/plugins/source/sqlite"
 	"github.com/nightjar-backup/nightjar/plugins/source/tree"
 	"github.com/nightjar-backup/nightjar/plugins/transform/age"
@@ -19,5 +20,6 @@ func Registry() *core.Registry {
 	zstd.Register(r)
 	age.Register(r)
 	local.Register(r)
+	s3.Register(r)
 	return r
 }
