@@ -5,6 +5,7 @@ package all
 import (
 	"github.com/nightjar-backup/nightjar/core"
 	"github.com/nightjar-backup/nightjar/plugins/sink/local"
+	"github.com/nightjar-backup/nightjar/plugins/sink/restic"
 	"github.com/nightjar-backup/nightjar/plugins/source/tree"
 	"github.com/nightjar-backup/nightjar/plugins/transform/age"
 	"github.com/nightjar-backup/nightjar/plugins/transform/zstd"
@@ -17,5 +18,6 @@ func Registry() *core.Registry {
 	zstd.Register(r)
 	age.Register(r)
 	local.Register(r)
+	restic.Register(r)
 	return r
 }
