@@ -163,14 +163,8 @@ func New(ctx context.Context, cfg Config, env core.Env) (*Sink, error) {
 	if s.host == "" {
 		s.host = "unknown"
 	}
-	vctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	out, err := r.output(vctx, 4096, "version")
-	if err != nil {
-		return nil, fmt.Errorf("restic sink: %s version: %w", bin, err)
-	}
-	if s.version, err = parseVersion(string(out)); err != nil {
-		return nil, fmt.Errorf("restic sink: %s: %w", bin, err)
+	if s.version, err = detectVersion(ctx, r, env.StateDir); err != nil {
+		return nil, fmt.Errorf("restic sink: %w", err)
 	}
 	if !s.version.atLeast(minVersion.major, minVersion.minor) {
 		return nil, fmt.Errorf("restic sink: %s is restic %s; nightjar needs %s or newer", bin, s.version, minVersion)

@@ -1,9 +1,14 @@
 package restic
 
 import (
+	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
+	"time"
 )
 
 // version is a restic release, as `restic version` prints it.
@@ -53,4 +58,36 @@ func firstLine(s string) string {
 		}
 	}
 	return s
+}
+
+// detectVersion runs `restic version`, or reads what it printed for this very binary (same
+// path, size and modification time) from <state_dir>/restic-version: starting restic costs a
+// noticeable fraction of a second on a busy machine, on every nightjar command.
+func detectVersion(ctx context.Context, r *runner, stateDir string) (version, error) {
+	var key, cache string
+	if fi, err := os.Stat(r.bin); err == nil && stateDir != "" {
+		key = fmt.Sprintf("%s\t%d\t%d\t", r.bin, fi.Size(), fi.ModTime().UnixNano())
+		cache = filepath.Join(stateDir, "restic-version")
+		if b, err := os.ReadFile(cache); err == nil && strings.HasPrefix(string(b), key) {
+			if v, err := parseVersion(strings.TrimPrefix(string(b), key)); err == nil {
+				return v, nil
+			}
+		}
+	}
+	vctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	out, err := r.output(vctx, 4096, "version")
+	if err != nil {
+		return version{}, fmt.Errorf("%s version: %w", r.bin, err)
+	}
+	v, err := parseVersion(string(out))
+	if err != nil {
+		return version{}, fmt.Errorf("%s: %w", r.bin, err)
+	}
+	if cache != "" {
+		if err := writeFileAtomic(cache, []byte(key+firstLine(string(out))+"\n")); err != nil {
+			r.log.Debug("cannot cache the restic version", "file", cache, "err", err)
+		}
+	}
+	return v, nil
 }
