@@ -31,7 +31,7 @@ func Register(r *core.Registry) {
 			"(tag nightjar-manifest), by running the restic binary (0.14 or newer). Receives raw bytes: restic " +
 			"compresses, encrypts and deduplicates itself. See docs/RESTIC.md.",
 		Fields: []core.Field{
-			{Name: "repository", Kind: core.KindString, Doc: "The restic repository (RESTIC_REPOSITORY); give this or repository_file.", Example: "s3:https://nyc3.digitaloceanspaces.com/substrate-restic"},
+			{Name: "repository", Kind: core.KindString, Doc: "The restic repository (RESTIC_REPOSITORY); give this or repository_file. A relative local path is relative to the config file.", Example: "s3:https://nyc3.digitaloceanspaces.com/substrate-restic"},
 			{Name: "repository_file", Kind: core.KindPath, Doc: "A file holding the repository location (RESTIC_REPOSITORY_FILE)."},
 			{Name: "password", Kind: core.KindString, Secret: true, Doc: "The repository password, given to restic in its environment only (RESTIC_PASSWORD). Prefer password_file."},
 			{Name: "password_file", Kind: core.KindPath, Doc: "A file holding the repository password; restic reads it itself (RESTIC_PASSWORD_FILE), exactly as `restic -p FILE` does.", Example: "/etc/nightjar/restic-password"},
@@ -85,6 +85,7 @@ func configFrom(c *core.Component) (Config, error) {
 		Prune: c.String("prune") != "never", Init: c.Bool("init"), Raw: c.Bool("raw"),
 		LockTimeout: c.Duration("lock_timeout"), CacheDir: c.String("cache_dir"),
 	}
+	cfg.Repository = resolveRepository(cfg.Repository, c.File)
 	if c.Has("password_file") {
 		// The core config layer also read the file into password; restic reads it itself.
 		cfg.PasswordFile, cfg.Password = c.String("password_file"), ""
@@ -106,6 +107,30 @@ func configFrom(c *core.Component) (Config, error) {
 		}
 	}
 	return cfg, nil
+}
+
+var backendPrefix = regexp.MustCompile(`^(b2|s3|gs|azure|swift|sftp|rest|rclone):`)
+
+// resolveRepository makes a relative local repository path relative to the config file's
+// folder, as every other path in a config is (restic would take it relative to the
+// working directory).
+func resolveRepository(repo, configFile string) string {
+	if repo == "" || configFile == "" || backendPrefix.MatchString(repo) {
+		return repo
+	}
+	path, hasLocal := strings.CutPrefix(repo, "local:")
+	if path == "" || filepath.IsAbs(path) {
+		return repo
+	}
+	dir, err := filepath.Abs(filepath.Dir(configFile))
+	if err != nil {
+		return repo
+	}
+	path = filepath.Join(dir, path)
+	if hasLocal {
+		return "local:" + path
+	}
+	return path
 }
 
 // Sink is the restic sink. It implements core.Sink, core.RawSink and core.LeftoverSink.

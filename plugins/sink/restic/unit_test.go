@@ -212,3 +212,18 @@ func (c *closeRecorder) Close() error { c.closed = true; return nil }
 type blockingReader struct{}
 
 func (blockingReader) Read([]byte) (int, error) { time.Sleep(time.Hour); return 0, nil }
+
+func TestResolveRepository(t *testing.T) {
+	for _, tc := range []struct{ repo, file, want string }{
+		{"./repo", "/etc/nightjar/p.yaml", "/etc/nightjar/repo"},
+		{"local:repo", "/etc/nightjar/p.yaml", "local:/etc/nightjar/repo"},
+		{"/srv/restic", "/etc/nightjar/p.yaml", "/srv/restic"},
+		{"s3:https://host/bucket", "/etc/nightjar/p.yaml", "s3:https://host/bucket"},
+		{"sftp:user@host:/srv/restic", "/etc/p.yaml", "sftp:user@host:/srv/restic"},
+		{"rel", "", "rel"},
+	} {
+		if got := resolveRepository(tc.repo, tc.file); got != tc.want {
+			t.Errorf("resolveRepository(%q, %q) = %q, want %q", tc.repo, tc.file, got, tc.want)
+		}
+	}
+}
