@@ -674,7 +674,7 @@ func TestChildEnvironmentIsExplicit(t *testing.T) {
 }
 
 // TestBackupWaitsForAnExclusiveLock: restic takes its lock before it reads stdin, so a Put
-// that met a prune's (here: a paused check's) exclusive lock is replayed whole into the next
+// that met a prune's exclusive lock (a paused prune) is replayed whole into the next
 // attempt once the lock is gone.
 func TestBackupWaitsForAnExclusiveLock(t *testing.T) {
 	r := localRepo(t)
@@ -688,13 +688,13 @@ func TestBackupWaitsForAnExclusiveLock(t *testing.T) {
 	}
 	var holder *exec.Cmd
 	for attempt := 0; attempt < 10 && holder == nil; attempt++ {
-		cmd := exec.Command(testenv.Tool(t, "restic"), "check", "--read-data")
+		cmd := exec.Command(testenv.Tool(t, "restic"), "prune") // takes an exclusive lock
 		cmd.Env = r.cmdEnv(t)
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
 		for i := 0; i < 2000; i++ {
-			if es, _ := os.ReadDir(filepath.Join(r.location, "locks")); len(es) > 0 {
+			if hasLock(r) {
 				if syscall.Kill(cmd.Process.Pid, syscall.SIGSTOP) == nil {
 					holder = cmd
 				}
@@ -706,15 +706,15 @@ func TestBackupWaitsForAnExclusiveLock(t *testing.T) {
 			cmd.Wait()
 			continue
 		}
-		// The lock file may belong to a check that already finished: make sure it is there.
-		if es, _ := os.ReadDir(filepath.Join(r.location, "locks")); len(es) == 0 {
+		// The lock file may belong to a prune that already finished: make sure it is there.
+		if !hasLock(r) {
 			syscall.Kill(cmd.Process.Pid, syscall.SIGCONT)
 			cmd.Wait()
 			holder = nil
 		}
 	}
 	if holder == nil {
-		t.Fatal("could not catch restic check holding its exclusive lock")
+		t.Fatal("could not catch restic prune holding its exclusive lock")
 	}
 	go func() {
 		time.Sleep(3 * time.Second)
@@ -737,4 +737,16 @@ func TestBackupWaitsForAnExclusiveLock(t *testing.T) {
 	if !bytes.Equal(got, data) {
 		t.Fatalf("restic dump after a replayed Put: %d bytes, want %d identical bytes", len(got), len(data))
 	}
+}
+
+// hasLock reports whether a lock file is in place (not one still being written: the local
+// backend writes <id>-tmp-<random> and renames it).
+func hasLock(r repo) bool {
+	es, _ := os.ReadDir(filepath.Join(r.location, "locks"))
+	for _, e := range es {
+		if len(e.Name()) == 64 {
+			return true
+		}
+	}
+	return false
 }

@@ -188,6 +188,7 @@ func (r *runner) retryLocked(ctx context.Context, attempt func() error, canRetry
 		}
 		if !unlocked {
 			unlocked = true
+			r.log.Info("restic repository is locked by another process; removing stale locks (restic unlock) and retrying")
 			if uerr := r.run(ctx, nil, "unlock"); uerr != nil {
 				r.log.Warn("restic unlock (stale locks only) failed", "err", uerr)
 			}
