@@ -136,6 +136,7 @@ func newSink(t *testing.T, r repo, pipeline string, log *slog.Logger, mod func(*
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { s.Close() })
 	return s
 }
 
@@ -414,13 +415,13 @@ func TestUninitialisedRepository(t *testing.T) {
 	r.restic(t, "cat", "config") // restic itself opens the new repository with the password
 }
 
-// wrapper writes a restic wrapper script that records its pid (for backups) and its
+// wrapper writes a restic wrapper script that records its pid (for artifact backups) and its
 // environment, then execs the real restic.
 func wrapper(t *testing.T) (bin, pidFile, envFile string) {
 	t.Helper()
 	dir := t.TempDir()
 	bin, pidFile, envFile = filepath.Join(dir, "restic-wrapper"), filepath.Join(dir, "pid"), filepath.Join(dir, "env")
-	script := fmt.Sprintf("#!/bin/sh\nenv > %s\ncase \" $* \" in *\" backup \"*) echo $$ > %s.tmp; mv %s.tmp %s;; esac\nexec %s \"$@\"\n",
+	script := fmt.Sprintf("#!/bin/sh\nenv > %s\ncase \" $* \" in *nightjar-manifest*) ;; *\" backup \"*) echo $$ > %s.tmp; mv %s.tmp %s;; esac\nexec %s \"$@\"\n",
 		envFile, pidFile, pidFile, pidFile, testenv.Tool(t, "restic"))
 	if err := os.WriteFile(bin, []byte(script), 0o755); err != nil {
 		t.Fatal(err)

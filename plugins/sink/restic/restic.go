@@ -150,6 +150,7 @@ type Sink struct {
 	ready   bool                                  // the repository was found (or created)
 	stored  map[core.SnapshotID]map[string]string // refs of this process's Puts: id → object → restic id
 	objects map[core.SnapshotID]map[string]string // from the last listing: id → object → restic id
+	early   map[core.SnapshotID]*early            // manifest processes started ahead
 }
 
 // New checks the restic binary and its version and returns the sink. It does not touch the
@@ -178,6 +179,7 @@ func New(ctx context.Context, cfg Config, env core.Env) (*Sink, error) {
 	s := &Sink{
 		name: cfg.Name, pipeline: env.Pipeline, host: env.Host, prune: cfg.Prune, init: cfg.Init, raw: cfg.Raw,
 		run: r, log: log, stored: map[core.SnapshotID]map[string]string{}, objects: map[core.SnapshotID]map[string]string{},
+		early: map[core.SnapshotID]*early{},
 	}
 	if env.StateDir != "" {
 		s.cacheDir = filepath.Join(env.StateDir, "restic-manifests")

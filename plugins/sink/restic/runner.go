@@ -113,6 +113,11 @@ func (r *runner) globalArgs(args []string) []string {
 // without writing a snapshot, then SIGKILL if it is still there after the grace period.
 func (p *proc) interrupt() {
 	p.once.Do(func() {
+		select {
+		case <-p.exited: // reaped: its pid may belong to another process by now
+			return
+		default:
+		}
 		pgid := p.cmd.Process.Pid
 		_ = syscall.Kill(-pgid, syscall.SIGINT)
 		go func() {

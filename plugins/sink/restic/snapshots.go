@@ -55,8 +55,12 @@ func (s *Sink) Put(ctx context.Context, id core.SnapshotID, object string, r io.
 	if err := s.prepare(ctx); err != nil {
 		return core.Stored{}, s.errorf("put %s/%s: %w", id, object, err)
 	}
+	s.startEarly(ctx, id)
 	n, ref, err := s.backup(ctx, id, s.filename(object), nil, r)
 	if err != nil {
+		if e := s.takeEarly(id); e != nil {
+			e.stop() // this snapshot will not be committed
+		}
 		return core.Stored{}, s.errorf("put %s/%s: %w", id, object, err)
 	}
 	s.mu.Lock()
@@ -80,13 +84,7 @@ type summary struct {
 // restic snapshot's id. If r fails, restic is interrupted before it sees the end of its
 // input, so it writes no snapshot of a truncated stream.
 func (s *Sink) backup(ctx context.Context, id core.SnapshotID, filename string, extraTags []string, r io.Reader) (int64, string, error) {
-	args := []string{"backup", "--stdin", "--stdin-filename", filename, "--host", s.host,
-		// Every restic snapshot of one nightjar snapshot gets its start time (the child runs
-		// with TZ=UTC), so restic's own time-based policies see one time per run.
-		"--time", id.Time().UTC().Format("2006-01-02 15:04:05"), "--json", "--quiet"}
-	for _, t := range append(s.tags(id), extraTags...) {
-		args = append(args, "--tag", t)
-	}
+	args := s.backupArgs(id, filename, extraTags)
 	f := newFeed(r)
 	defer f.close()
 	var sum summary
@@ -133,6 +131,95 @@ func (s *Sink) backup(ctx context.Context, id core.SnapshotID, filename string, 
 	return f.n, sum.SnapshotID, nil
 }
 
+func (s *Sink) backupArgs(id core.SnapshotID, filename string, extraTags []string) []string {
+	args := []string{"backup", "--stdin", "--stdin-filename", filename, "--host", s.host,
+		// Every restic snapshot of one nightjar snapshot gets its start time (the child runs
+		// with TZ=UTC), so restic's own time-based policies see one time per run.
+		"--time", id.Time().UTC().Format("2006-01-02 15:04:05"), "--json", "--quiet"}
+	for _, t := range append(s.tags(id), extraTags...) {
+		args = append(args, "--tag", t)
+	}
+	return args
+}
+
+// early is the manifest's `restic backup`, started with a snapshot's first Put: it opens
+// the repository (key derivation, index) while the artifacts upload, then waits on its
+// stdin for the manifest. That hides most of the cost of the extra restic run. If the run
+// fails it is interrupted before its stdin ends, so it stores nothing.
+type early struct {
+	p     *proc
+	stdin *os.File
+	out   *limitedBuffer
+}
+
+// startEarly starts the manifest's restic for id unless one is running; best effort.
+func (s *Sink) startEarly(ctx context.Context, id core.SnapshotID) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.early[id] != nil {
+		return
+	}
+	out := &limitedBuffer{max: 1 << 20}
+	p, stdin, _, err := s.run.start(ctx, s.backupArgs(id, s.filename(core.ManifestName), []string{tagManifest}), true, out)
+	if err != nil {
+		s.log.Debug("cannot start the manifest's restic ahead; it starts at commit", "err", err)
+		return
+	}
+	s.early[id] = &early{p: p, stdin: stdin, out: out}
+}
+
+// takeEarly removes and returns id's early manifest process, if any.
+func (s *Sink) takeEarly(id core.SnapshotID) *early {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := s.early[id]
+	delete(s.early, id)
+	return e
+}
+
+// stop interrupts an early process that will not be used; its stdin never ends.
+func (e *early) stop() {
+	e.p.interrupt()
+	_ = e.p.wait()
+	e.stdin.Close()
+}
+
+// finish hands the manifest to the early process and returns its restic snapshot id.
+func (e *early) finish(b []byte) (string, error) {
+	_, werr := e.stdin.Write(b)
+	if werr != nil {
+		e.stop()
+		return "", werr
+	}
+	if err := e.stdin.Close(); err != nil {
+		e.stop()
+		return "", err
+	}
+	if err := e.p.wait(); err != nil {
+		return "", err
+	}
+	sum, err := parseSummary(e.out.Bytes())
+	if err != nil {
+		return "", err
+	}
+	if sum.TotalBytesProcessed != int64(len(b)) {
+		return "", fmt.Errorf("restic backup read %d bytes of the %d-byte manifest", sum.TotalBytesProcessed, len(b))
+	}
+	return sum.SnapshotID, nil
+}
+
+// Close stops manifest processes of snapshots that were never committed.
+func (s *Sink) Close() error {
+	s.mu.Lock()
+	es := s.early
+	s.early = map[core.SnapshotID]*early{}
+	s.mu.Unlock()
+	for _, e := range es {
+		e.stop()
+	}
+	return nil
+}
+
 func parseSummary(out []byte) (summary, error) {
 	var found summary
 	for _, line := range bytes.Split(out, []byte("\n")) {
@@ -160,9 +247,18 @@ func (s *Sink) Commit(ctx context.Context, m *core.Manifest) error {
 	if err != nil {
 		return s.errorf("commit %s: %w", m.ID, err)
 	}
-	_, ref, err := s.backup(ctx, m.ID, s.filename(core.ManifestName), []string{tagManifest}, bytes.NewReader(b))
-	if err != nil {
-		return s.errorf("commit %s: store the manifest: %w", m.ID, err)
+	var ref string
+	if e := s.takeEarly(m.ID); e != nil {
+		if ref, err = e.finish(b); err != nil {
+			// It may have met a lock or died: store the manifest the ordinary way, with
+			// lock retries. (A failure after reading all of stdin stored no snapshot.)
+			s.log.Debug("the manifest's early restic failed; running it again", "err", err)
+		}
+	}
+	if ref == "" {
+		if _, ref, err = s.backup(ctx, m.ID, s.filename(core.ManifestName), []string{tagManifest}, bytes.NewReader(b)); err != nil {
+			return s.errorf("commit %s: store the manifest: %w", m.ID, err)
+		}
 	}
 	s.mu.Lock()
 	delete(s.stored, m.ID)
@@ -578,6 +674,9 @@ func (s *Sink) Leftovers(ctx context.Context) ([]core.Leftover, error) {
 // not prune (the data goes with the next prune): it runs after a failed run, when waiting
 // for a prune of the whole repository is not wanted.
 func (s *Sink) DeleteLeftover(ctx context.Context, id core.SnapshotID) error {
+	if e := s.takeEarly(id); e != nil {
+		e.stop()
+	}
 	gs, err := s.groups(ctx, id)
 	if err != nil {
 		return s.errorf("delete leftover %s: %w", id, err)
