@@ -6,6 +6,7 @@ import (
 	"github.com/nightjar-backup/nightjar/core"
 	"github.com/nightjar-backup/nightjar/plugins/sink/local"
 	"github.com/nightjar-backup/nightjar/plugins/sink/restic"
+	"github.com/nightjar-backup/nightjar/plugins/source/sqlite"
 	"github.com/nightjar-backup/nightjar/plugins/source/tree"
 	"github.com/nightjar-backup/nightjar/plugins/transform/age"
 	"github.com/nightjar-backup/nightjar/plugins/transform/zstd"
@@ -15,6 +16,7 @@ import (
 func Registry() *core.Registry {
 	r := core.NewRegistry()
 	tree.Register(r)
+	sqlite.Register(r)
 	zstd.Register(r)
 	age.Register(r)
 	local.Register(r)
