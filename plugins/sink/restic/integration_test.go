@@ -738,6 +738,20 @@ func TestBackupWaitsForAnExclusiveLock(t *testing.T) {
 	if !bytes.Equal(got, data) {
 		t.Fatalf("restic dump after a replayed Put: %d bytes, want %d identical bytes", len(got), len(data))
 	}
+	// The manifest's restic, started with the Put, met the lock too: Commit stores the
+	// manifest again the ordinary way.
+	m := &core.Manifest{Format: core.ManifestFormat, ID: id, Pipeline: "p", Host: "testhost",
+		Artifacts: []core.Artifact{{Name: "blob", Object: "blob.bin", Size: st.Size, StoredSize: st.Size, Ref: st.Ref}}}
+	if err := sink.Commit(ctx, m); err != nil {
+		t.Fatalf("Commit after the lock: %v", err)
+	}
+	ms, err := sink.List(ctx)
+	if err != nil || len(ms) != 2 || ms[0].ID != id {
+		t.Fatalf("List after Commit: %v, %v", ids(ms), err)
+	}
+	if n := r.snapshots(t, "nightjar-manifest,nightjar-snapshot="+string(id)); len(n) != 1 {
+		t.Fatalf("%d manifest snapshots for %s, want 1", len(n), id)
+	}
 }
 
 // hasLock reports whether a lock file is in place (not one still being written: the local

@@ -241,6 +241,9 @@ func parseSummary(out []byte) (summary, error) {
 // checking that every artifact it names was stored by this sink.
 func (s *Sink) Commit(ctx context.Context, m *core.Manifest) error {
 	if err := s.checkRefs(ctx, m); err != nil {
+		if e := s.takeEarly(m.ID); e != nil {
+			e.stop()
+		}
 		return s.errorf("commit %s: %w", m.ID, err)
 	}
 	b, err := m.Encode()
@@ -251,7 +254,8 @@ func (s *Sink) Commit(ctx context.Context, m *core.Manifest) error {
 	if e := s.takeEarly(m.ID); e != nil {
 		if ref, err = e.finish(b); err != nil {
 			// It may have met a lock or died: store the manifest the ordinary way, with
-			// lock retries. (A failure after reading all of stdin stored no snapshot.)
+			// lock retries. (Should the failed one have stored a snapshot after all, the
+			// newest manifest of a snapshot is used, and Delete forgets every one.)
 			s.log.Debug("the manifest's early restic failed; running it again", "err", err)
 		}
 	}
