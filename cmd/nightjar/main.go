@@ -12,11 +12,13 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/viper"
 
 	"github.com/nightjar-backup/nightjar/core"
+	"github.com/nightjar-backup/nightjar/core/pluginhost"
 	"github.com/nightjar-backup/nightjar/plugins/all"
 )
 
@@ -42,8 +44,12 @@ type app struct {
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// On a signal the run is cancelled and stops its plugins itself; should a plugin call
+	// hang anyway, every plugin process is killed after a grace period.
+	context.AfterFunc(ctx, func() { time.AfterFunc(10*time.Second, pluginhost.CleanupClients) })
 	code := execute(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
+	pluginhost.CleanupClients()
 	os.Exit(code)
 }
 
@@ -121,6 +127,7 @@ func (a *app) rootCmd() *cobra.Command {
 	_ = a.v.BindPFlags(pf)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return fmt.Errorf("%w: %v", core.ErrUsage, err) })
 	root.AddCommand(a.runCmd(), a.snapshotsCmd(), a.restoreCmd(), a.verifyCmd(), a.configCmd(), a.keygenCmd(), a.versionCmd())
+	root.AddCommand(a.pluginsCmd())
 	return root
 }
 
@@ -141,5 +148,6 @@ func (a *app) setupLogging() error {
 	default:
 		return fmt.Errorf("%w: --log-format: expected text or json, got %q", core.ErrUsage, f)
 	}
+	a.reg.SetSinkResolver(pluginhost.New(a.log, nil).Resolver())
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"github.com/nightjar-backup/nightjar/core"
 	"github.com/nightjar-backup/nightjar/plugins/sink/local"
 	"github.com/nightjar-backup/nightjar/plugins/sink/restic"
+	"github.com/nightjar-backup/nightjar/plugins/sink/s3"
 	"github.com/nightjar-backup/nightjar/plugins/source/sqlite"
 	"github.com/nightjar-backup/nightjar/plugins/source/tree"
 	"github.com/nightjar-backup/nightjar/plugins/transform/age"
@@ -21,5 +22,6 @@ func Registry() *core.Registry {
 	age.Register(r)
 	local.Register(r)
 	restic.Register(r)
+	s3.Register(r)
 	return r
 }
