@@ -121,6 +121,7 @@ func (a *app) rootCmd() *cobra.Command {
 	_ = a.v.BindPFlags(pf)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return fmt.Errorf("%w: %v", core.ErrUsage, err) })
 	root.AddCommand(a.runCmd(), a.snapshotsCmd(), a.restoreCmd(), a.verifyCmd(), a.configCmd(), a.keygenCmd(), a.versionCmd())
+	root.AddCommand(a.docsCmd())
 	return root
 }
 
@@ -132,14 +133,21 @@ func (a *app) setupLogging() error {
 	if a.v.GetBool("quiet") && level < slog.LevelWarn {
 		level = slog.LevelWarn
 	}
+	log, err := a.newLogger(a.stderr, level)
+	a.log = log
+	return err
+}
+
+// newLogger makes a logger in the configured format that writes to w (stderr, or the
+// progress display while it runs).
+func (a *app) newLogger(w io.Writer, level slog.Level) (*slog.Logger, error) {
 	opts := &slog.HandlerOptions{Level: level}
 	switch f := a.v.GetString("log-format"); f {
 	case "text":
-		a.log = slog.New(slog.NewTextHandler(a.stderr, opts))
+		return slog.New(slog.NewTextHandler(w, opts)), nil
 	case "json":
-		a.log = slog.New(slog.NewJSONHandler(a.stderr, opts))
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
 	default:
-		return fmt.Errorf("%w: --log-format: expected text or json, got %q", core.ErrUsage, f)
+		return nil, fmt.Errorf("%w: --log-format: expected text or json, got %q", core.ErrUsage, f)
 	}
-	return nil
 }
