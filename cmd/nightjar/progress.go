@@ -68,7 +68,7 @@ func (p *progress) attach(pl *engine.Pipeline) {
 }
 
 func (p *progress) ArtifactStart(spec core.ArtifactSpec, estimate int64, done *atomic.Int64) {
-	name := decor.Name(spec.Name, decor.WC{C: decor.DindentRight | decor.DextraSpace})
+	name := decor.Name(spec.Name, decor.WCSyncSpaceR)
 	var opts []mpb.BarOption
 	if estimate > 0 {
 		opts = []mpb.BarOption{

@@ -1,0 +1,94 @@
+package main
+
+import (
+	"bytes"
+	"crypto/rand"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/creack/pty"
+)
+
+// bigFixture has enough data that the progress display redraws while the run reads it.
+func bigFixture(t *testing.T) *fixture {
+	t.Helper()
+	f := newFixture(t, "")
+	buf := make([]byte, 24<<20)
+	rand.Read(buf)
+	if err := os.WriteFile(filepath.Join(f.data, "random.bin"), buf, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	appendConfig(t, f, "sinks:\n"+f.localSink("a"))
+	return f
+}
+
+func TestProgressShowsOnATerminal(t *testing.T) {
+	f := bigFixture(t)
+	cmd := nightjarCmd(t, []string{"TERM=xterm"}, "run", "-c", f.config)
+	ptmx, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: 40, Cols: 120})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ptmx.Close()
+	var out bytes.Buffer
+	_, err = io.Copy(&out, ptmx)
+	var pe *os.PathError
+	if err != nil && !(errors.As(err, &pe) && errors.Is(pe.Err, syscall.EIO)) { // EIO: the child closed the terminal
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("run on a terminal: %v\n%s", err, out.String())
+	}
+	screen := out.String()
+	// The bar for artifact "data": bytes done of the estimate, the bar, percent and rate.
+	bar := regexp.MustCompile(`data\s+\d+(\.\d)? MiB / \d+(\.\d)? MiB \[[=>-]+\]\s+100 %\s+\d+(\.\d)? [KMG]iB/s`)
+	if !bar.MatchString(screen) {
+		t.Fatalf("no progress bar on the terminal:\n%q", screen)
+	}
+	if !strings.Contains(screen, "snapshot ") || !strings.Contains(screen, ": ok in ") {
+		t.Fatalf("no report after the progress:\n%q", screen)
+	}
+}
+
+func TestNoProgressWithoutATerminal(t *testing.T) {
+	f := bigFixture(t)
+	for _, args := range [][]string{{"run", "-c", f.config}, {"--quiet", "run", "-c", f.config}} {
+		cmd := nightjarCmd(t, nil, args...)
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		if err := cmd.Run(); err != nil {
+			t.Fatalf("%v: %v\n%s", args, err, stderr.String())
+		}
+		all := stdout.String() + stderr.String()
+		if strings.Contains(all, "\x1b[") || strings.Contains(all, "MiB/s") || strings.Contains(all, "[=") {
+			t.Fatalf("%v: progress drawn without a terminal:\n%q", args, all)
+		}
+	}
+}
+
+func TestQuietHidesProgressOnATerminal(t *testing.T) {
+	f := bigFixture(t)
+	cmd := nightjarCmd(t, []string{"TERM=xterm"}, "--quiet", "run", "-c", f.config)
+	ptmx, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: 40, Cols: 120})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ptmx.Close()
+	var out bytes.Buffer
+	io.Copy(&out, ptmx)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	if strings.Contains(out.String(), "MiB/s") || strings.Contains(out.String(), "[=") {
+		t.Fatalf("--quiet still drew progress:\n%q", out.String())
+	}
+	if !strings.Contains(out.String(), ": ok in ") {
+		t.Fatalf("no report:\n%q", out.String())
+	}
+}
