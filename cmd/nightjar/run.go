@@ -74,6 +74,8 @@ func (a *app) runCmd() *cobra.Command {
 			res, runErr := engine.Run(ctx, b.Pipeline)
 			prog.stop()
 			rep := report(cfg.Pipeline, res, runErr)
+			// Metrics, after or on_error hook, success or fail ping (runops.go).
+			o.finish(ctx, rep, runErr)
 			if asJSON {
 				if err := writeJSON(a.stdout, rep); err != nil {
 					return err
@@ -81,8 +83,6 @@ func (a *app) runCmd() *cobra.Command {
 			} else {
 				printReport(a, rep)
 			}
-			// Metrics, after or on_error hook, success or fail ping (runops.go).
-			o.finish(ctx, rep, runErr)
 			if runErr != nil {
 				code := exitFailed
 				if errors.Is(runErr, core.ErrPartial) {
