@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 MINIO_VERSION="${MINIO_VERSION:-v0.0.0-20260212201848-7aac2a2c5b7c}"
 
 need=()
-for pair in restic:restic age:age zstd:zstd sqlite3:sqlite3 protoc:protobuf-compiler; do
+for pair in restic:restic age:age zstd:zstd sqlite3:sqlite3 protoc:protobuf-compiler systemd-analyze:systemd; do
   cmd=${pair%%:*} pkg=${pair#*:}
   command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
 done
