@@ -9,7 +9,7 @@ import (
 
 // hookConfig makes each hook dump its NIGHTJAR_* environment to <dir>/<hook>.env; before
 // exits with beforeExit.
-func hookConfig(f *fixture, beforeExit string) string {
+func hookConfig(f *opsFixture, beforeExit string) string {
 	dump := func(name string) string { return "env > " + filepath.Join(f.dir, name+".env") }
 	return "hooks:\n" +
 		"  before: '" + dump("before") + "; exit " + beforeExit + "'\n" +
@@ -19,7 +19,7 @@ func hookConfig(f *fixture, beforeExit string) string {
 }
 
 func TestHooksSeeTheRun(t *testing.T) {
-	f := newFixture(t, "")
+	f := newOpsFixture(t)
 	appendConfig(t, f, "sinks:\n"+f.localSink("a")+hookConfig(f, "0"))
 	code, stdout, stderr := runCLI(t, "run", "-c", f.config, "--json")
 	if code != exitOK {
@@ -48,7 +48,7 @@ func TestHooksSeeTheRun(t *testing.T) {
 }
 
 func TestFailingBeforeHookAbortsTheRun(t *testing.T) {
-	f := newFixture(t, "")
+	f := newOpsFixture(t)
 	ps := newPingServer(t)
 	appendConfig(t, f, "sinks:\n"+f.localSink("a")+hookConfig(f, "7")+"notify: {healthchecks_url: \""+ps.URL+"/hc\"}\n")
 	code, stdout, stderr := runCLI(t, "run", "-c", f.config)
@@ -76,7 +76,7 @@ func TestFailingBeforeHookAbortsTheRun(t *testing.T) {
 }
 
 func TestPartialRunRunsOnError(t *testing.T) {
-	f := newFixture(t, "")
+	f := newOpsFixture(t)
 	appendConfig(t, f, "sinks:\n"+f.localSink("good")+brokenSink(t, f, "bad")+hookConfig(f, "0"))
 	if code, _, stderr := runCLI(t, "run", "-c", f.config); code != exitPartial {
 		t.Fatalf("exit %d\n%s", code, stderr)
@@ -89,7 +89,7 @@ func TestPartialRunRunsOnError(t *testing.T) {
 }
 
 func TestHookTimeoutKillsIt(t *testing.T) {
-	f := newFixture(t, "")
+	f := newOpsFixture(t)
 	appendConfig(t, f, "sinks:\n"+f.localSink("a")+"hooks: {before: 'sleep 30', timeout: 1s}\n")
 	code, _, stderr := runCLI(t, "run", "-c", f.config)
 	if code != exitFailed || !strings.Contains(stderr, "hook before: killed after its timeout of 1s") {

@@ -14,7 +14,7 @@ import (
 
 // holdLock starts a real `nightjar run` whose before hook signals and then sleeps, so the
 // run holds the pipeline's lock; it returns the child and the hook's pid.
-func holdLock(t *testing.T, f *fixture) (*os.Process, int) {
+func holdLock(t *testing.T, f *opsFixture) (*os.Process, int) {
 	t.Helper()
 	ready := filepath.Join(f.dir, "hook.pid")
 	appendConfig(t, f, "sinks:\n"+f.localSink("a")+
@@ -44,7 +44,7 @@ func holdLock(t *testing.T, f *fixture) (*os.Process, int) {
 }
 
 func TestSecondRunFailsFastWhileLocked(t *testing.T) {
-	f := newFixture(t, "")
+	f := newOpsFixture(t)
 	first, _ := holdLock(t, f)
 
 	start := time.Now()
@@ -73,7 +73,7 @@ func TestSecondRunFailsFastWhileLocked(t *testing.T) {
 }
 
 func TestKilledRunLeavesNoStaleLock(t *testing.T) {
-	f := newFixture(t, "")
+	f := newOpsFixture(t)
 	first, _ := holdLock(t, f)
 	if err := first.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)

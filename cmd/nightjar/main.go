@@ -115,13 +115,13 @@ func (a *app) rootCmd() *cobra.Command {
 	pf.String("log-level", "info", "log level: debug, info, warn, error (env NIGHTJAR_LOG_LEVEL)")
 	pf.String("log-format", "text", "log format: text or json (env NIGHTJAR_LOG_FORMAT)")
 	pf.BoolP("quiet", "q", false, "only warnings and errors; no progress display")
+	root.AddCommand(a.docsCmd()) // hidden: generates docs/CONFIG.md
 	a.v.SetEnvPrefix("NIGHTJAR")
 	a.v.SetEnvKeyReplacer(strings.NewReplacer("-", "_"))
 	a.v.AutomaticEnv()
 	_ = a.v.BindPFlags(pf)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return fmt.Errorf("%w: %v", core.ErrUsage, err) })
 	root.AddCommand(a.runCmd(), a.snapshotsCmd(), a.restoreCmd(), a.verifyCmd(), a.configCmd(), a.keygenCmd(), a.versionCmd())
-	root.AddCommand(a.docsCmd())
 	return root
 }
 

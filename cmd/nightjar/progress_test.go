@@ -16,9 +16,9 @@ import (
 )
 
 // bigFixture has enough data that the progress display redraws while the run reads it.
-func bigFixture(t *testing.T) *fixture {
+func bigFixture(t *testing.T) *opsFixture {
 	t.Helper()
-	f := newFixture(t, "")
+	f := newOpsFixture(t)
 	buf := make([]byte, 24<<20)
 	rand.Read(buf)
 	if err := os.WriteFile(filepath.Join(f.data, "random.bin"), buf, 0o644); err != nil {

@@ -28,7 +28,7 @@ func decodeReport(t *testing.T, stdout string) runReport {
 }
 
 func TestRunJSONNamesCommittedSnapshot(t *testing.T) {
-	f := newFixture(t, "")
+	f := newOpsFixture(t)
 	appendConfig(t, f, "sinks:\n"+f.localSink("a"))
 	code, stdout, stderr := runCLI(t, "run", "-c", f.config, "--json")
 	if code != exitOK {
@@ -61,7 +61,7 @@ func TestRunJSONNamesCommittedSnapshot(t *testing.T) {
 }
 
 func TestRunHumanReport(t *testing.T) {
-	f := newFixture(t, "")
+	f := newOpsFixture(t)
 	appendConfig(t, f, "sinks:\n"+f.localSink("a"))
 	code, stdout, stderr := runCLI(t, "run", "-c", f.config)
 	if code != exitOK {
@@ -73,21 +73,9 @@ func TestRunHumanReport(t *testing.T) {
 	}
 }
 
-func appendConfig(t *testing.T, f *fixture, extra string) {
-	t.Helper()
-	fh, err := os.OpenFile(f.config, os.O_APPEND|os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fh.Close()
-	if _, err := fh.WriteString(extra); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // brokenSink is a local sink whose pipeline folder is a regular file: it builds, then every
 // Put fails, as a full or read-only disk would.
-func brokenSink(t *testing.T, f *fixture, name string) string {
+func brokenSink(t *testing.T, f *opsFixture, name string) string {
 	t.Helper()
 	root := filepath.Join(f.dir, name)
 	if err := os.MkdirAll(root, 0o755); err != nil {
@@ -100,7 +88,7 @@ func brokenSink(t *testing.T, f *fixture, name string) string {
 }
 
 func TestRunPartialExits3AndHealthySinkCommits(t *testing.T) {
-	f := newFixture(t, "")
+	f := newOpsFixture(t)
 	appendConfig(t, f, "sinks:\n"+f.localSink("good")+brokenSink(t, f, "bad"))
 	code, stdout, stderr := runCLI(t, "run", "-c", f.config, "--json")
 	if code != exitPartial {
@@ -180,7 +168,7 @@ func TestRunPingsHealthchecks(t *testing.T) {
 			ps.mu.Lock()
 			ps.paths = nil
 			ps.mu.Unlock()
-			f := newFixture(t, "")
+			f := newOpsFixture(t)
 			sink := f.localSink("a")
 			if tc.broken {
 				sink = brokenSink(t, f, "a")
@@ -213,7 +201,7 @@ func TestRunUnreachablePingNeverFailsTheBackup(t *testing.T) {
 	ln := httptest.NewServer(http.NotFoundHandler())
 	url := ln.URL + "/" + checkUUID
 	ln.Close()
-	f := newFixture(t, "")
+	f := newOpsFixture(t)
 	appendConfig(t, f, "sinks:\n"+f.localSink("a")+"notify: {healthchecks_url: \""+url+"\", timeout: 2s}\n")
 	start := time.Now()
 	code, _, stderr := runCLI(t, "run", "-c", f.config)
@@ -229,7 +217,7 @@ func TestRunUnreachablePingNeverFailsTheBackup(t *testing.T) {
 }
 
 func TestRunWritesMetricsTextfile(t *testing.T) {
-	f := newFixture(t, "")
+	f := newOpsFixture(t)
 	prom := filepath.Join(f.dir, "textfile", "nightjar.prom")
 	appendConfig(t, f, "sinks:\n"+f.localSink("a")+f.localSink("b")+"metrics: {textfile: "+prom+"}\n")
 	if code, _, stderr := runCLI(t, "run", "-c", f.config); code != exitOK {
