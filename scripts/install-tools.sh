@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs what the tests need: restic, age, zstd, sqlite3 and protoc from Debian packages,
+# Installs what the tests need: restic, age, zstd, sqlite3, protoc and systemd-analyze from Debian packages,
 # and a MinIO server built with `go install` at a pinned version into .tools/bin (git-ignored).
 # Idempotent: only what is missing is installed.
 set -euo pipefail
