@@ -9,10 +9,15 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/creack/pty"
+	"github.com/spf13/viper"
+
+	"github.com/nightjar-backup/nightjar/core"
 )
 
 // bigFixture has enough data that the progress display redraws while the run reads it.
@@ -90,5 +95,63 @@ func TestQuietHidesProgressOnATerminal(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), ": ok in ") {
 		t.Fatalf("no report:\n%q", out.String())
+	}
+}
+
+// Mid-run frames on a real terminal: bytes done of the estimate, percentage, rate and ETA,
+// redrawn as the count grows; log lines go above the bars, not through them.
+func TestProgressRedrawsWithRateAndETA(t *testing.T) {
+	ptmx, tty, err := pty.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ptmx.Close()
+	if err := pty.Setsize(tty, &pty.Winsize{Rows: 40, Cols: 120}); err != nil {
+		t.Fatal(err)
+	}
+	var screen bytes.Buffer
+	copied := make(chan struct{})
+	go func() { io.Copy(&screen, ptmx); close(copied) }()
+
+	a := &app{v: viper.New(), stdout: tty, stderr: tty}
+	a.v.Set("log-level", "info")
+	a.v.Set("log-format", "text")
+	pr := a.startProgress()
+	if pr == nil {
+		t.Fatal("no progress on a terminal")
+	}
+	spec := core.ArtifactSpec{Name: "josh.db", Kind: "sqlite", Filename: "josh.db"}
+	var done atomic.Int64
+	const total = 64 << 20
+	pr.ArtifactStart(spec, total, &done)
+	for i := 1; i <= 20; i++ {
+		done.Store(int64(i) * total / 40) // half way in about 1.5 s
+		time.Sleep(75 * time.Millisecond)
+		if i == 10 {
+			a.log.Info("a log line while the bar runs")
+		}
+	}
+	done.Store(total)
+	pr.ArtifactDone(spec, nil)
+	pr.stop()
+	tty.Close()
+	<-copied
+
+	s := screen.String()
+	mid := regexp.MustCompile(`josh\.db\s+\d+\.\d MiB / 64\.0 MiB \[[=>-]+\]\s+(\d+) %\s+\d+(\.\d)? MiB/s\s+(\d+m)?\d+s`)
+	var partial bool
+	for _, m := range mid.FindAllStringSubmatch(s, -1) {
+		if m[1] != "100" {
+			partial = true
+		}
+	}
+	if !partial {
+		t.Fatalf("no mid-run frame with percent, rate and ETA:\n%q", s)
+	}
+	if !regexp.MustCompile(`josh\.db\s+64\.0 MiB / 64\.0 MiB \[=+\]\s+100 %`).MatchString(s) {
+		t.Fatalf("no final frame:\n%q", s)
+	}
+	if !strings.Contains(s, "a log line while the bar runs") {
+		t.Fatalf("log line lost:\n%q", s)
 	}
 }
