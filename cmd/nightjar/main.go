@@ -133,21 +133,14 @@ func (a *app) setupLogging() error {
 	if a.v.GetBool("quiet") && level < slog.LevelWarn {
 		level = slog.LevelWarn
 	}
-	log, err := a.newLogger(a.stderr, level)
-	a.log = log
-	return err
-}
-
-// newLogger makes a logger in the configured format that writes to w (stderr, or the
-// progress display while it runs).
-func (a *app) newLogger(w io.Writer, level slog.Level) (*slog.Logger, error) {
 	opts := &slog.HandlerOptions{Level: level}
 	switch f := a.v.GetString("log-format"); f {
 	case "text":
-		return slog.New(slog.NewTextHandler(w, opts)), nil
+		a.log = slog.New(slog.NewTextHandler(a.stderr, opts))
 	case "json":
-		return slog.New(slog.NewJSONHandler(w, opts)), nil
+		a.log = slog.New(slog.NewJSONHandler(a.stderr, opts))
 	default:
-		return nil, fmt.Errorf("%w: --log-format: expected text or json, got %q", core.ErrUsage, f)
+		return fmt.Errorf("%w: --log-format: expected text or json, got %q", core.ErrUsage, f)
 	}
+	return nil
 }

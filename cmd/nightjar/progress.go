@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -175,4 +176,18 @@ func (s *switchWriter) release() {
 	s.mu.Lock()
 	s.released = true
 	s.mu.Unlock()
+}
+
+// newLogger makes a logger like setupLogging's (level and format from the flags) that writes
+// to w: the progress display while it runs.
+func (a *app) newLogger(w io.Writer, level slog.Level) (*slog.Logger, error) {
+	opts := &slog.HandlerOptions{Level: level}
+	switch f := a.v.GetString("log-format"); f {
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	default:
+		return nil, fmt.Errorf("%w: --log-format: expected text or json, got %q", core.ErrUsage, f)
+	}
 }
