@@ -20,7 +20,7 @@ func holdLock(t *testing.T, f *opsFixture) (*os.Process, int) {
 	appendConfig(t, f, "sinks:\n"+f.localSink("a")+
 		"hooks:\n  before: 'if [ ! -e "+ready+" ]; then echo $$$$ > "+ready+".tmp && mv "+ready+".tmp "+ready+"; "+
 		"while [ ! -e "+ready+".release ]; do sleep 0.05; done; fi'\n")
-	cmd := nightjarCmd(t, nil, "run", "-c", f.config)
+	cmd := opsNightjarCmd(t, nil, "run", "-c", f.config)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

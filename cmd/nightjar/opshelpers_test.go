@@ -20,8 +20,8 @@ var opsBin struct {
 	out  []byte
 }
 
-// nightjarCmd returns the CLI as a child process with a clean environment.
-func nightjarCmd(t *testing.T, env []string, args ...string) *exec.Cmd {
+// opsNightjarCmd returns the CLI as a child process with a clean environment.
+func opsNightjarCmd(t *testing.T, env []string, args ...string) *exec.Cmd {
 	t.Helper()
 	opsBin.once.Do(func() {
 		dir, err := os.MkdirTemp("", "nightjar-ops-bin-")

@@ -35,7 +35,7 @@ func bigFixture(t *testing.T) *opsFixture {
 
 func TestProgressShowsOnATerminal(t *testing.T) {
 	f := bigFixture(t)
-	cmd := nightjarCmd(t, []string{"TERM=xterm"}, "run", "-c", f.config)
+	cmd := opsNightjarCmd(t, []string{"TERM=xterm"}, "run", "-c", f.config)
 	ptmx, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: 40, Cols: 120})
 	if err != nil {
 		t.Fatal(err)
@@ -64,7 +64,7 @@ func TestProgressShowsOnATerminal(t *testing.T) {
 func TestNoProgressWithoutATerminal(t *testing.T) {
 	f := bigFixture(t)
 	for _, args := range [][]string{{"run", "-c", f.config}, {"--quiet", "run", "-c", f.config}} {
-		cmd := nightjarCmd(t, nil, args...)
+		cmd := opsNightjarCmd(t, nil, args...)
 		var stdout, stderr bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &stdout, &stderr
 		if err := cmd.Run(); err != nil {
@@ -79,7 +79,7 @@ func TestNoProgressWithoutATerminal(t *testing.T) {
 
 func TestQuietHidesProgressOnATerminal(t *testing.T) {
 	f := bigFixture(t)
-	cmd := nightjarCmd(t, []string{"TERM=xterm"}, "--quiet", "run", "-c", f.config)
+	cmd := opsNightjarCmd(t, []string{"TERM=xterm"}, "--quiet", "run", "-c", f.config)
 	ptmx, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: 40, Cols: 120})
 	if err != nil {
 		t.Fatal(err)
