@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"sort"
@@ -69,10 +68,7 @@ DigitalOcean Spaces and restic) for complete examples.
 	}
 	b.WriteString("## Sinks\n\nEvery sink has `name` (unique), `type` and an optional `retention` block. A type that is not built in runs the external plugin `nightjar-sink-<type>`; its other keys go to the plugin.\n\n")
 	for _, typ := range reg.SinkTypes() {
-		p, _, err := reg.Sink(context.Background(), typ)
-		if err != nil {
-			return err
-		}
+		p, _ := reg.BuiltinSink(typ)
 		section(&b, "sink `"+typ+"`", p.Doc, p.Fields)
 	}
 	section(&b, "`retention` (in a sink)", "Which snapshots a sink keeps: a WASM policy decides, core's guardrails apply (`nightjar prune`).", config.RetentionFields())
