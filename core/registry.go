@@ -54,9 +54,12 @@ func NewRegistry() *Registry {
 	}
 }
 
-func (r *Registry) AddSource(p SourcePlugin)       { mustNew(r.sources, p.Type); r.sources[p.Type] = p }
-func (r *Registry) AddTransform(p TransformPlugin) { mustNew(r.transforms, p.Type); r.transforms[p.Type] = p }
-func (r *Registry) AddSink(p SinkPlugin)           { mustNew(r.sinks, p.Type); r.sinks[p.Type] = p }
+func (r *Registry) AddSource(p SourcePlugin) { mustNew(r.sources, p.Type); r.sources[p.Type] = p }
+func (r *Registry) AddTransform(p TransformPlugin) {
+	mustNew(r.transforms, p.Type)
+	r.transforms[p.Type] = p
+}
+func (r *Registry) AddSink(p SinkPlugin) { mustNew(r.sinks, p.Type); r.sinks[p.Type] = p }
 
 // SetSinkResolver sets the lookup for sink types that are not built in.
 func (r *Registry) SetSinkResolver(f SinkResolver) { r.resolver = f }

@@ -44,10 +44,10 @@ type Retention struct {
 	*core.Component
 }
 
-func (r *Retention) Policy() string            { return r.String("policy") }
-func (r *Retention) Params() map[string]any    { return r.Map("params") }
+func (r *Retention) Policy() string             { return r.String("policy") }
+func (r *Retention) Params() map[string]any     { return r.Map("params") }
 func (r *Retention) MaxDeleteFraction() float64 { return r.Float("max_delete_fraction") }
-func (r *Retention) Grace() time.Duration      { return r.Duration("grace") }
+func (r *Retention) Grace() time.Duration       { return r.Duration("grace") }
 
 var namePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
 

@@ -5,6 +5,7 @@ package all
 import (
 	"github.com/nightjar-backup/nightjar/core"
 	"github.com/nightjar-backup/nightjar/plugins/sink/local"
+	"github.com/nightjar-backup/nightjar/plugins/source/sqlite"
 	"github.com/nightjar-backup/nightjar/plugins/source/tree"
 	"github.com/nightjar-backup/nightjar/plugins/transform/age"
 	"github.com/nightjar-backup/nightjar/plugins/transform/zstd"
@@ -14,6 +15,7 @@ import (
 func Registry() *core.Registry {
 	r := core.NewRegistry()
 	tree.Register(r)
+	sqlite.Register(r)
 	zstd.Register(r)
 	age.Register(r)
 	local.Register(r)

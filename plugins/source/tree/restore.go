@@ -126,6 +126,11 @@ func Extract(ctx context.Context, r io.Reader, target string, force bool) error 
 			if err := writeFile(root, name, tr, mode, force, buf); err != nil {
 				return fmt.Errorf("extract %s: %w", name, err)
 			}
+			if force {
+				if err := removeStaleSidecars(root, name); err != nil {
+					return fmt.Errorf("extract %s: %w", name, err)
+				}
+			}
 			if err := root.Chtimes(name, h.ModTime, h.ModTime); err != nil {
 				return fmt.Errorf("extract %s: %w", name, err)
 			}
