@@ -7,36 +7,19 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 )
 
-// opsBin builds the nightjar binary once for the tests that need a real process (a lock
-// held by another pid, a run killed with SIGKILL).
-var opsBin struct {
-	once sync.Once
-	path string
-	err  error
-	out  []byte
-}
-
-// opsNightjarCmd returns the CLI as a child process with a clean environment.
+// opsNightjarCmd returns the CLI built into the test's temp folder (removed with it) as a
+// child process with a clean environment, for what needs a real process: a lock held by
+// another pid, a run killed with SIGKILL, a pseudo-terminal.
 func opsNightjarCmd(t *testing.T, env []string, args ...string) *exec.Cmd {
 	t.Helper()
-	opsBin.once.Do(func() {
-		dir, err := os.MkdirTemp("", "nightjar-ops-bin-")
-		if err != nil {
-			opsBin.err = err
-			return
-		}
-		opsBin.path = filepath.Join(dir, "nightjar")
-		build := exec.Command("go", "build", "-o", opsBin.path, ".")
-		opsBin.out, opsBin.err = build.CombinedOutput()
-	})
-	if opsBin.err != nil {
-		t.Fatalf("build nightjar: %v\n%s", opsBin.err, opsBin.out)
+	bin := filepath.Join(t.TempDir(), "nightjar")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build nightjar: %v\n%s", err, out)
 	}
-	cmd := exec.Command(opsBin.path, args...)
+	cmd := exec.Command(bin, args...)
 	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir(), "LANG=C.UTF-8"}, env...)
 	return cmd
 }
