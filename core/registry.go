@@ -106,3 +106,6 @@ func keys[T any](m map[string]T) []string {
 	sort.Strings(out)
 	return out
 }
+
+// BuiltinSink returns a built-in sink type without consulting the resolver (for docs).
+func (r *Registry) BuiltinSink(typ string) (SinkPlugin, bool) { p, ok := r.sinks[typ]; return p, ok }

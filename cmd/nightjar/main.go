@@ -121,6 +121,7 @@ func (a *app) rootCmd() *cobra.Command {
 	pf.String("log-level", "info", "log level: debug, info, warn, error (env NIGHTJAR_LOG_LEVEL)")
 	pf.String("log-format", "text", "log format: text or json (env NIGHTJAR_LOG_FORMAT)")
 	pf.BoolP("quiet", "q", false, "only warnings and errors; no progress display")
+	root.AddCommand(a.docsCmd()) // hidden: generates docs/CONFIG.md
 	a.v.SetEnvPrefix("NIGHTJAR")
 	a.v.SetEnvKeyReplacer(strings.NewReplacer("-", "_"))
 	a.v.AutomaticEnv()

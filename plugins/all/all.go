@@ -5,6 +5,7 @@ package all
 import (
 	"github.com/nightjar-backup/nightjar/core"
 	"github.com/nightjar-backup/nightjar/plugins/sink/local"
+	"github.com/nightjar-backup/nightjar/plugins/sink/restic"
 	"github.com/nightjar-backup/nightjar/plugins/sink/s3"
 	"github.com/nightjar-backup/nightjar/plugins/source/sqlite"
 	"github.com/nightjar-backup/nightjar/plugins/source/tree"
@@ -20,6 +21,7 @@ func Registry() *core.Registry {
 	zstd.Register(r)
 	age.Register(r)
 	local.Register(r)
+	restic.Register(r)
 	s3.Register(r)
 	return r
 }
