@@ -4,12 +4,26 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 LDFLAGS  := -X main.version=$(VERSION)
 export PATH := $(CURDIR)/.tools/bin:$(PATH)
 
-.PHONY: all build test test-short demo tools lint bench clean
+.PHONY: all build test test-short demo tools lint bench clean policy proto
 
 all: build
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/nightjar ./cmd/nightjar
+	$(GO) build -o bin/nightjar-sink-folder ./sdk/examples/sink-folder
+
+# Regenerates the blob.v1 plugin protocol's Go code (committed) with Debian's protoc and
+# pinned code generators installed into .tools/bin.
+PROTOC_GEN_GO_VERSION      := v1.36.12
+PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
+proto:
+	GOBIN=$(CURDIR)/.tools/bin $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
+	GOBIN=$(CURDIR)/.tools/bin $(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
+	protoc -I sdk/blob/proto \
+	  --plugin=protoc-gen-go=.tools/bin/protoc-gen-go --plugin=protoc-gen-go-grpc=.tools/bin/protoc-gen-go-grpc \
+	  --go_out=. --go_opt=module=github.com/nightjar-backup/nightjar \
+	  --go-grpc_out=. --go-grpc_opt=module=github.com/nightjar-backup/nightjar \
+	  sdk/blob/proto/blob/v1/blob.proto
 
 # Every test, integration tests included: they use the real restic, age, zstd, sqlite3 and
 # MinIO installed by `make tools`.
@@ -22,6 +36,11 @@ test-short:
 
 demo: build
 	./scripts/demo.sh
+
+# Rebuild the embedded built-in retention policy (reproducible: fixed flags, see
+# sdk/policy/policytest) and the committed hostile test modules of core/retention.
+policy:
+	$(GO) run scripts/build-policy.go plugins/policy/gfs ./wasm gfs.wasm
 
 tools:
 	./scripts/install-tools.sh

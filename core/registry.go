@@ -32,9 +32,15 @@ type SinkPlugin struct {
 	New    func(ctx context.Context, c *Component, env Env) (Sink, error)
 }
 
+// PluginSettings is the config's plugins section as a SinkResolver needs it.
+type PluginSettings struct {
+	Dir  string            // plugins.dir: searched first; "" for none
+	Pins map[string]string // plugins.pins: sink type → sha256 (hex) of its executable
+}
+
 // SinkResolver finds sink types that are not built in (external plugins). ok is false when
-// it knows no such type.
-type SinkResolver func(ctx context.Context, typ string) (p SinkPlugin, ok bool, err error)
+// it knows no such type. settings come from the config being loaded.
+type SinkResolver func(ctx context.Context, typ string, settings PluginSettings) (p SinkPlugin, ok bool, err error)
 
 // Registry holds the plugins one binary knows. It is built explicitly (see plugins/all), so
 // tests can use an isolated one.
@@ -54,9 +60,12 @@ func NewRegistry() *Registry {
 	}
 }
 
-func (r *Registry) AddSource(p SourcePlugin)       { mustNew(r.sources, p.Type); r.sources[p.Type] = p }
-func (r *Registry) AddTransform(p TransformPlugin) { mustNew(r.transforms, p.Type); r.transforms[p.Type] = p }
-func (r *Registry) AddSink(p SinkPlugin)           { mustNew(r.sinks, p.Type); r.sinks[p.Type] = p }
+func (r *Registry) AddSource(p SourcePlugin) { mustNew(r.sources, p.Type); r.sources[p.Type] = p }
+func (r *Registry) AddTransform(p TransformPlugin) {
+	mustNew(r.transforms, p.Type)
+	r.transforms[p.Type] = p
+}
+func (r *Registry) AddSink(p SinkPlugin) { mustNew(r.sinks, p.Type); r.sinks[p.Type] = p }
 
 // SetSinkResolver sets the lookup for sink types that are not built in.
 func (r *Registry) SetSinkResolver(f SinkResolver) { r.resolver = f }
@@ -74,14 +83,14 @@ func (r *Registry) Transform(typ string) (TransformPlugin, bool) {
 }
 
 // Sink finds a built-in sink type, then asks the resolver.
-func (r *Registry) Sink(ctx context.Context, typ string) (SinkPlugin, bool, error) {
+func (r *Registry) Sink(ctx context.Context, typ string, settings PluginSettings) (SinkPlugin, bool, error) {
 	if p, ok := r.sinks[typ]; ok {
 		return p, true, nil
 	}
 	if r.resolver == nil {
 		return SinkPlugin{}, false, nil
 	}
-	return r.resolver(ctx, typ)
+	return r.resolver(ctx, typ, settings)
 }
 
 // SourceTypes, TransformTypes and SinkTypes list the built-in types, sorted.
@@ -97,3 +106,6 @@ func keys[T any](m map[string]T) []string {
 	sort.Strings(out)
 	return out
 }
+
+// BuiltinSink returns a built-in sink type without consulting the resolver (for docs).
+func (r *Registry) BuiltinSink(typ string) (SinkPlugin, bool) { p, ok := r.sinks[typ]; return p, ok }

@@ -37,8 +37,8 @@ type Field struct {
 	Name     string
 	Kind     Kind
 	Required bool
-	Default  any    // used when the key is absent; nil for none
-	Secret   bool   // never shown; may also be given as <name>_file (a file holding the value)
+	Default  any  // used when the key is absent; nil for none
+	Secret   bool // never shown; may also be given as <name>_file (a file holding the value)
 	Enum     []string
 	Min, Max *float64 // bounds for numbers
 	Doc      string

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs what the tests need: restic, age, zstd, sqlite3 and protoc from Debian packages,
+# Installs what the tests need: restic, age, zstd, sqlite3, protoc and systemd-analyze from Debian packages,
 # and a MinIO server built with `go install` at a pinned version into .tools/bin (git-ignored).
 # Idempotent: only what is missing is installed.
 set -euo pipefail
@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 MINIO_VERSION="${MINIO_VERSION:-v0.0.0-20260212201848-7aac2a2c5b7c}"
 
 need=()
-for pair in restic:restic age:age zstd:zstd sqlite3:sqlite3 protoc:protobuf-compiler; do
+for pair in restic:restic age:age zstd:zstd sqlite3:sqlite3 protoc:protobuf-compiler systemd-analyze:systemd; do
   cmd=${pair%%:*} pkg=${pair#*:}
   command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
 done

@@ -24,25 +24,13 @@ import (
 	"github.com/nightjar-backup/nightjar/plugins/all"
 )
 
-// binPath is a nightjar binary built once for the tests that need a real process.
-var binPath string
-
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "nightjar-bin-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	_ = os.Chmod(dir, 0o755)
-	binPath = filepath.Join(dir, "nightjar")
-	out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "build nightjar: %v\n%s", err, out)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+// nightjarBin is the real nightjar binary (built once, see plugins_test.go), for the
+// tests that need a process of their own.
+func nightjarBin(t *testing.T) string {
+	t.Helper()
+	dir := bins(t)
+	_ = os.Chmod(dir, 0o755) // reachable by the unprivileged user of TestUnreadableFileFailsRun
+	return filepath.Join(dir, "nightjar")
 }
 
 // result is one CLI invocation.

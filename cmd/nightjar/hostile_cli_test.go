@@ -139,7 +139,7 @@ func TestKilledRunIsNotListed(t *testing.T) {
 	}
 	big.Close()
 
-	cmd := exec.Command(binPath, "run", "-c", f.config)
+	cmd := exec.Command(nightjarBin(t), "run", "-c", f.config)
 	cmd.Env = []string{"PATH=/usr/bin:/bin", "HOME=" + f.dir}
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
@@ -213,7 +213,7 @@ func TestUnreadableFileFailsRun(t *testing.T) {
 		}
 		os.Chmod(p, 0o777)
 	}
-	cmd := exec.Command(binPath, "run", "-c", f.config)
+	cmd := exec.Command(nightjarBin(t), "run", "-c", f.config)
 	cmd.Env = []string{"PATH=/usr/bin:/bin", "HOME=" + f.dir}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
 	out, err := cmd.CombinedOutput()

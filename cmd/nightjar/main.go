@@ -13,11 +13,13 @@ import (
 	"runtime/debug"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/viper"
 
 	"github.com/nightjar-backup/nightjar/core"
+	"github.com/nightjar-backup/nightjar/core/pluginhost"
 	"github.com/nightjar-backup/nightjar/plugins/all"
 )
 
@@ -51,8 +53,12 @@ func main() {
 		debug.SetMemoryLimit(memoryLimit)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// On a signal the run is cancelled and stops its plugins itself; should a plugin call
+	// hang anyway, every plugin process is killed after a grace period.
+	context.AfterFunc(ctx, func() { time.AfterFunc(10*time.Second, pluginhost.CleanupClients) })
 	code := execute(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
+	pluginhost.CleanupClients()
 	os.Exit(code)
 }
 
@@ -129,12 +135,15 @@ func (a *app) rootCmd() *cobra.Command {
 	pf.String("log-level", "info", "log level: debug, info, warn, error (env NIGHTJAR_LOG_LEVEL)")
 	pf.String("log-format", "text", "log format: text or json (env NIGHTJAR_LOG_FORMAT)")
 	pf.BoolP("quiet", "q", false, "only warnings and errors; no progress display")
+	root.AddCommand(a.docsCmd()) // hidden: generates docs/CONFIG.md
 	a.v.SetEnvPrefix("NIGHTJAR")
 	a.v.SetEnvKeyReplacer(strings.NewReplacer("-", "_"))
 	a.v.AutomaticEnv()
 	_ = a.v.BindPFlags(pf)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return fmt.Errorf("%w: %v", core.ErrUsage, err) })
 	root.AddCommand(a.runCmd(), a.snapshotsCmd(), a.restoreCmd(), a.verifyCmd(), a.configCmd(), a.keygenCmd(), a.versionCmd())
+	root.AddCommand(a.pluginsCmd())
+	root.AddCommand(a.pruneCmd(), a.policyCmd())
 	return root
 }
 
@@ -155,5 +164,6 @@ func (a *app) setupLogging() error {
 	default:
 		return fmt.Errorf("%w: --log-format: expected text or json, got %q", core.ErrUsage, f)
 	}
+	a.reg.SetSinkResolver(pluginhost.New(a.log, nil).Resolver())
 	return nil
 }

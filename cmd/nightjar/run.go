@@ -15,20 +15,33 @@ import (
 type runReport struct {
 	ID        core.SnapshotID `json:"id"`
 	Pipeline  string          `json:"pipeline"`
+	Host      string          `json:"host,omitempty"`
 	Started   time.Time       `json:"started"`
 	Finished  time.Time       `json:"finished"`
+	Duration  float64         `json:"duration_seconds"`
 	Status    string          `json:"status"` // ok, partial, failed
 	Error     string          `json:"error,omitempty"`
 	Sinks     []sinkReport    `json:"sinks"`
-	Artifacts []core.Artifact `json:"artifacts"`
+	Artifacts []core.Artifact `json:"artifacts"` // as stored by blob sinks (raw when none)
 }
 
 type sinkReport struct {
-	Name     string  `json:"name"`
-	Status   string  `json:"status"` // committed, failed
-	Error    string  `json:"error,omitempty"`
-	Bytes    int64   `json:"bytes"`
-	Duration float64 `json:"duration_seconds"`
+	Name      string           `json:"name"`
+	Status    string           `json:"status"`             // committed, failed
+	Snapshot  core.SnapshotID  `json:"snapshot,omitempty"` // the committed snapshot's id
+	Error     string           `json:"error,omitempty"`
+	Bytes     int64            `json:"bytes"` // stored bytes
+	Duration  float64          `json:"duration_seconds"`
+	Artifacts []storedArtifact `json:"artifacts,omitempty"` // what this sink committed
+}
+
+// storedArtifact is one artifact as one sink stored it (raw sinks store it untransformed).
+type storedArtifact struct {
+	Name         string `json:"name"`
+	Object       string `json:"object"`
+	StoredSize   int64  `json:"stored_size"`
+	StoredSHA256 string `json:"stored_sha256"`
+	Ref          string `json:"ref,omitempty"`
 }
 
 func (a *app) runCmd() *cobra.Command {
@@ -43,13 +56,26 @@ func (a *app) runCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			b, err := engine.Build(ctx, cfg, a.reg, engine.NewEnv(cfg, a.log, nil), "")
+			// Lock, start ping, before hook (runops.go).
+			o, err := a.startRun(ctx, cfg)
 			if err != nil {
 				return err
 			}
+			defer o.release()
+			prog := a.startProgress() // nil unless stderr is a terminal
+			b, err := engine.Build(ctx, cfg, a.reg, engine.NewEnv(cfg, a.log, nil), "")
+			if err != nil {
+				prog.stop()
+				o.finish(ctx, report(cfg.Pipeline, nil, err), err)
+				return err
+			}
 			defer b.Close()
+			prog.attach(b.Pipeline)
 			res, runErr := engine.Run(ctx, b.Pipeline)
+			prog.stop()
 			rep := report(cfg.Pipeline, res, runErr)
+			// Metrics, after or on_error hook, success or fail ping (runops.go).
+			o.finish(ctx, rep, runErr)
 			if asJSON {
 				if err := writeJSON(a.stdout, rep); err != nil {
 					return err
@@ -57,6 +83,8 @@ func (a *app) runCmd() *cobra.Command {
 			} else {
 				printReport(a, rep)
 			}
+			// Retention: each committed sink's policy and guardrails (retention.go).
+			retErr := a.retainAfterRun(ctx, cfg, b, res, !asJSON)
 			if runErr != nil {
 				code := exitFailed
 				if errors.Is(runErr, core.ErrPartial) {
@@ -65,7 +93,7 @@ func (a *app) runCmd() *cobra.Command {
 				fmt.Fprintf(a.stderr, "nightjar: %v\n", runErr)
 				return silentError{code: code, err: runErr}
 			}
-			return nil
+			return retErr
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print a JSON run report on stdout")
@@ -84,6 +112,7 @@ func report(pipeline string, res *engine.Result, runErr error) runReport {
 		return rep
 	}
 	rep.ID, rep.Started, rep.Finished = res.ID, res.Started, res.Finished
+	rep.Duration = res.Finished.Sub(res.Started).Seconds()
 	if res.Artifacts != nil {
 		rep.Artifacts = res.Artifacts
 	}
@@ -93,6 +122,14 @@ func report(pipeline string, res *engine.Result, runErr error) runReport {
 			sr.Status = "failed"
 			if s.Err != nil {
 				sr.Error = s.Err.Error()
+			}
+		}
+		if s.Committed && s.Manifest != nil {
+			sr.Snapshot = s.Manifest.ID
+			rep.Host = s.Manifest.Host
+			for _, art := range s.Manifest.Artifacts {
+				sr.Artifacts = append(sr.Artifacts, storedArtifact{Name: art.Name, Object: art.Object,
+					StoredSize: art.StoredSize, StoredSHA256: art.StoredSHA256, Ref: art.Ref})
 			}
 		}
 		rep.Sinks = append(rep.Sinks, sr)

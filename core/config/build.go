@@ -42,6 +42,8 @@ func (p *parser) build(ctx context.Context, c *Config, raw map[string]any, baseD
 	c.Hooks, e = p.section(raw, "hooks", hooksFields, baseDir)
 	errs = append(errs, e...)
 
+	settings := core.PluginSettings{Dir: c.Plugins.String("dir"), Pins: c.Plugins.StringMap("pins")}
+
 	sources, e := p.list(raw, "sources", true)
 	errs = append(errs, e...)
 	names := map[string]string{}
@@ -90,7 +92,7 @@ func (p *parser) build(ctx context.Context, c *Config, raw map[string]any, baseD
 		if comp == nil {
 			continue
 		}
-		plug, ok, err := reg.Sink(ctx, comp.Type)
+		plug, ok, err := reg.Sink(ctx, comp.Type, settings)
 		switch {
 		case err != nil:
 			errs = append(errs, p.errAt(key+".type", "sink type %q: %v", comp.Type, err))

@@ -25,7 +25,7 @@ type Config struct {
 	Sources    []*core.Component
 	Transforms []*core.Component
 	Sinks      []*Sink
-	Plugins    *core.Component // dir
+	Plugins    *core.Component // dir, pins
 	Notify     *core.Component // healthchecks_url, timeout
 	Metrics    *core.Component // textfile
 	Hooks      *core.Component // before, after, on_error, timeout
@@ -49,6 +49,8 @@ func (r *Retention) Policy() string             { return r.String("policy") }
 func (r *Retention) Params() map[string]any     { return r.Map("params") }
 func (r *Retention) MaxDeleteFraction() float64 { return r.Float("max_delete_fraction") }
 func (r *Retention) Grace() time.Duration       { return r.Duration("grace") }
+func (r *Retention) MemoryLimitMiB() int        { return int(r.Int("memory_limit_mib")) }
+func (r *Retention) Timeout() time.Duration     { return r.Duration("timeout") }
 
 var namePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
 
@@ -61,7 +63,8 @@ var (
 		{Name: "scratch_dir", Kind: core.KindPath, Doc: "Local scratch space (the SQLite source's consistent copy). Default: <state_dir>/scratch."},
 	}
 	pluginsFields = []core.Field{
-		{Name: "dir", Kind: core.KindPath, Doc: "Folder searched first for external sink plugins (executables named nightjar-sink-<type>)."},
+		{Name: "dir", Kind: core.KindPath, Doc: "Folder searched first for external sink plugins (executables named nightjar-sink-<type>); then $NIGHTJAR_PLUGIN_PATH, then $XDG_DATA_HOME/nightjar/plugins."},
+		{Name: "pins", Kind: core.KindStringMap, Doc: "Optional sha256 pins: sink type → sha256 (hex) of its plugin executable. A pinned plugin whose file does not match is never run.", Example: "{folder: 3a7bd3e2...}"},
 	}
 	notifyFields = []core.Field{
 		{Name: "healthchecks_url", Kind: core.KindString, Secret: true, Doc: "Healthchecks-style ping URL: <url>/start at the start, <url> on success, <url>/fail on failure."},

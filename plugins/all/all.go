@@ -5,6 +5,9 @@ package all
 import (
 	"github.com/nightjar-backup/nightjar/core"
 	"github.com/nightjar-backup/nightjar/plugins/sink/local"
+	"github.com/nightjar-backup/nightjar/plugins/sink/restic"
+	"github.com/nightjar-backup/nightjar/plugins/sink/s3"
+	"github.com/nightjar-backup/nightjar/plugins/source/sqlite"
 	"github.com/nightjar-backup/nightjar/plugins/source/tree"
 	"github.com/nightjar-backup/nightjar/plugins/transform/age"
 	"github.com/nightjar-backup/nightjar/plugins/transform/zstd"
@@ -14,8 +17,11 @@ import (
 func Registry() *core.Registry {
 	r := core.NewRegistry()
 	tree.Register(r)
+	sqlite.Register(r)
 	zstd.Register(r)
 	age.Register(r)
 	local.Register(r)
+	restic.Register(r)
+	s3.Register(r)
 	return r
 }

@@ -9,6 +9,8 @@ import (
 	"io/fs"
 	"os"
 	"sync"
+
+	"github.com/nightjar-backup/nightjar/plugins/internal/sqlitecopy"
 )
 
 // Small files cost more in system calls (open, fstat, read, close) than in bytes, and one
@@ -148,4 +150,18 @@ func (s *Source) writePrefetched(tw *tar.Writer, h *tar.Header, e entry, pf *pre
 	}
 	s.fileDone(st, e, h, changed)
 	return nil
+}
+
+// needsStreaming reports whether a small file read ahead must take the streaming path
+// after all, where the SQLite handling (sqlite.go) decides about databases and their
+// -wal/-journal sidecars.
+func (s *Source) needsStreaming(e entry, pf *prefetched) bool {
+	if s.sqlite == SQLiteRaw {
+		return false
+	}
+	if _, ok := sidecarOf(e.abs); ok {
+		return true
+	}
+	n := len(sqlitecopy.Header)
+	return len(pf.data) >= n && string(pf.data[:n]) == sqlitecopy.Header
 }

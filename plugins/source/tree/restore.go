@@ -188,6 +188,11 @@ func Extract(ctx context.Context, r io.Reader, target string, force bool) error 
 			if err := writeFile(root, h, name, tr, mode, force, owners, buf); err != nil {
 				return fmt.Errorf("extract %s: %w", name, err)
 			}
+			if force {
+				if err := removeStaleSidecars(root, name); err != nil {
+					return fmt.Errorf("extract %s: %w", name, err)
+				}
+			}
 		case tar.TypeSymlink:
 			if force {
 				_ = root.Remove(name)

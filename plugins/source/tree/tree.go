@@ -29,9 +29,15 @@ func Register(r *core.Registry) {
 		Fields: []core.Field{
 			{Name: "path", Kind: core.KindPath, Required: true, Doc: "The folder to back up.", Example: "/data"},
 			{Name: "exclude", Kind: core.KindStrings, Doc: "Glob patterns (path.Match) matched against each entry's path relative to `path` and against its base name; a matching folder is skipped whole.", Example: `["*.tmp", "cache/"]`},
+			{Name: "sqlite", Kind: core.KindString, Default: SQLiteSnapshot, Enum: []string{SQLiteSnapshot, SQLiteRaw, SQLiteSkip},
+				Doc: "Live SQLite databases in the tree (found by their header): snapshot stores a consistent online-backup copy of each (made in scratch_dir) and leaves their -wal, -shm and -journal files out; raw stores them as read (may be torn while written); skip leaves them and their sidecar files out."},
 		},
 		New: func(c *core.Component, env core.Env) (core.Source, error) {
-			return New(c.Name, c.String("path"), c.Strings("exclude"), env.Logger)
+			s, err := New(c.Name, c.String("path"), c.Strings("exclude"), env.Logger)
+			if err != nil {
+				return nil, err
+			}
+			return s.WithSQLite(c.String("sqlite"), env.ScratchDir)
 		},
 	})
 }
@@ -42,6 +48,8 @@ type Source struct {
 	root    string
 	exclude []string
 	log     *slog.Logger
+	sqlite  string // SQLiteSnapshot, SQLiteRaw or SQLiteSkip
+	scratch string // where database copies are made
 }
 
 // New returns a tree source; patterns are checked here so a bad glob is a config error.
@@ -54,7 +62,7 @@ func New(name, root string, exclude []string, log *slog.Logger) (*Source, error)
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Source{name: name, root: root, exclude: exclude, log: log}, nil
+	return &Source{name: name, root: root, exclude: exclude, log: log, sqlite: SQLiteSnapshot, scratch: os.TempDir()}, nil
 }
 
 func (s *Source) Describe() core.ArtifactSpec {
@@ -85,6 +93,7 @@ type stats struct {
 	files, dirs, symlinks, skipped, changed int64
 	bytes                                   int64
 	changedNames                            []string
+	sqlite                                  sqliteStats
 }
 
 // entry is one item of the sorted walk.
@@ -162,7 +171,7 @@ func (s *Source) Snapshot(ctx context.Context, w io.Writer) (map[string]string, 
 	tw := tar.NewWriter(w)
 	var st stats
 	buf := make([]byte, 1<<20)
-	err := s.walkPrefetched(ctx, func(e entry, pf *prefetched) error { return s.writeEntry(tw, e, pf, &st, buf) })
+	err := s.walkPrefetched(ctx, func(e entry, pf *prefetched) error { return s.writeEntry(ctx, tw, e, pf, &st, buf) })
 	if err != nil {
 		return nil, err
 	}
@@ -187,6 +196,7 @@ func (s *Source) Snapshot(ctx context.Context, w io.Writer) (map[string]string, 
 		}
 		meta["changed_files"] = strings.Join(names, "\n")
 	}
+	st.sqlite.addMeta(meta, s.sqlite)
 	return meta, nil
 }
 
@@ -230,7 +240,7 @@ func header(e entry) (*tar.Header, error) {
 	return h, nil
 }
 
-func (s *Source) writeEntry(tw *tar.Writer, e entry, pf *prefetched, st *stats, buf []byte) error {
+func (s *Source) writeEntry(ctx context.Context, tw *tar.Writer, e entry, pf *prefetched, st *stats, buf []byte) error {
 	h, err := header(e)
 	if err != nil {
 		return fmt.Errorf("source %q: %s: %w", s.name, e.abs, err)
@@ -251,7 +261,7 @@ func (s *Source) writeEntry(tw *tar.Writer, e entry, pf *prefetched, st *stats, 
 		}
 		return nil
 	}
-	if pf != nil && !pf.fallback {
+	if pf != nil && !pf.fallback && !s.needsStreaming(e, pf) {
 		return s.writePrefetched(tw, h, e, pf, st, buf)
 	}
 	f, err := os.Open(e.abs)
@@ -266,6 +276,9 @@ func (s *Source) writeEntry(tw *tar.Writer, e entry, pf *prefetched, st *stats, 
 	if info, err := f.Stat(); err == nil && info.Mode().IsRegular() {
 		e.info = info
 		h.Size, h.ModTime = info.Size(), info.ModTime()
+	}
+	if handled, err := s.sqliteEntry(ctx, tw, f, e, h, st, buf); handled || err != nil {
+		return err
 	}
 	if err := tw.WriteHeader(h); err != nil {
 		return fmt.Errorf("source %q: write %s: %w", s.name, e.rel, err)

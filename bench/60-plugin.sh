@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# External sink plugin throughput: the same tree (BENCH_SIZE_MB of random data, no
+# transforms, so the sink path dominates) backed up to the built-in local sink and to the
+# example plugin nightjar-sink-folder (gRPC over a Unix socket, mTLS, sha256-verified Put),
+# in alternating runs. Reports each run's time, the median throughput of both and their
+# ratio (plugin / local; the target is >= 0.8), and nightjar's peak RSS.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SIZE_MB="${BENCH_SIZE_MB:-256}"
+RUNS="${BENCH_RUNS:-3}"
+[ -x bin/nightjar ] && [ -x bin/nightjar-sink-folder ] || make -s build
+work=$(mktemp -d "${TMPDIR:-/tmp}/nightjar-bench-plugin.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+mkdir -p "$work/src"
+head -c "$((SIZE_MB * 1024 * 1024))" /dev/urandom > "$work/src/data.bin"
+
+for kind in local plugin; do
+  if [ "$kind" = local ]; then sink="{name: out, type: local, path: $work/out-$kind}"
+  else sink="{name: out, type: folder, root: $work/out-$kind}"; fi
+  cat > "$work/$kind.yaml" <<YAML
+version: 1
+pipeline: bench
+state_dir: $work/state-$kind
+sources:
+  - {name: data, type: tree, path: $work/src}
+sinks:
+  - $sink
+plugins: {dir: $PWD/bin}
+YAML
+done
+
+# one KIND: runs nightjar once, prints "seconds maxrss_kb"
+one() {
+  rm -rf "$work/out-$1"
+  /usr/bin/time -f "%e %M" -o "$work/time" bin/nightjar run -q -c "$work/$1.yaml" >/dev/null
+  cat "$work/time"
+}
+
+median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+: > "$work/local.t"; : > "$work/plugin.t"; : > "$work/rss"
+for i in $(seq 1 "$RUNS"); do
+  for kind in local plugin; do
+    read -r secs rss < <(one "$kind")
+    echo "$secs" >> "$work/$kind.t"
+    echo "$kind $rss" >> "$work/rss"
+    echo "run $i $kind: ${secs}s, nightjar peak RSS ${rss} KiB"
+  done
+done
+tl=$(median < "$work/local.t"); tp=$(median < "$work/plugin.t")
+rl=$(awk '$1=="local"{print $2}' "$work/rss" | sort -n | tail -1)
+rp=$(awk '$1=="plugin"{print $2}' "$work/rss" | sort -n | tail -1)
+awk -v s="$SIZE_MB" -v tl="$tl" -v tp="$tp" -v rl="$rl" -v rp="$rp" 'BEGIN {
+  printf "data: %d MiB random, no transforms, median of runs\n", s
+  printf "built-in local sink:      %6.2fs  %7.1f MiB/s  peak RSS %d MiB\n", tl, s/tl, rl/1024
+  printf "plugin (folder example):  %6.2fs  %7.1f MiB/s  peak RSS %d MiB (nightjar only)\n", tp, s/tp, rp/1024
+  printf "throughput ratio plugin/local: %.2f (target >= 0.8)\n", tl/tp
+}'

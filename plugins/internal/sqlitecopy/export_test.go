@@ -1,0 +1,4 @@
+package sqlitecopy
+
+// CheckFreeForTest exposes checkFree to the external tests.
+var CheckFreeForTest = checkFree

@@ -1,0 +1,113 @@
+package gfs_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/nightjar-backup/nightjar/core/retention"
+	"github.com/nightjar-backup/nightjar/plugins/policy/gfs"
+	"github.com/nightjar-backup/nightjar/sdk/policy"
+)
+
+// benchInput is 10,000 snapshots, two a day, with the usual nightly policy.
+func benchInput(n int) *retention.Input {
+	end := time.Date(2026, 11, 22, 2, 0, 0, 0, time.UTC)
+	in := &retention.Input{ABI: 1, Now: end.Add(time.Hour), Pipeline: "bench", Sink: "local",
+		Params: map[string]any{"keep_last": 3.0, "keep_daily": 14.0, "keep_weekly": 8.0, "keep_monthly": 24.0, "keep_yearly": -1.0, "keep_within": "2d"}}
+	for i := 0; i < n; i++ {
+		t := end.Add(-time.Duration(i) * 12 * time.Hour)
+		in.Snapshots = append(in.Snapshots, retention.Snapshot{ID: fmt.Sprintf("%s-%06x", t.Format("20060102T150405Z"), i),
+			Time: t, Size: 1 << 30})
+	}
+	return in
+}
+
+// BenchmarkGFSNative runs the same code natively: decode, decide, encode.
+func BenchmarkGFSNative(b *testing.B) {
+	raw, err := benchInput(10000).Encode()
+	if err != nil {
+		b.Fatal(err)
+	}
+	var out bytes.Buffer
+	for b.Loop() {
+		out.Reset()
+		if err := policy.Eval(bytes.NewReader(raw), &out, gfs.Decide); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkGFSWasmCold compiles the module from scratch (empty cache) and evaluates.
+func BenchmarkGFSWasmCold(b *testing.B) {
+	in := benchInput(10000)
+	ctx := context.Background()
+	for b.Loop() {
+		h, err := retention.NewHost(b.TempDir(), nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		evalOnce(b, h, in)
+		h.Close(ctx)
+	}
+}
+
+// BenchmarkGFSWasmWarm is what prune does with a warm on-disk cache: a new host, load the
+// compiled module from the cache, instantiate, evaluate.
+func BenchmarkGFSWasmWarm(b *testing.B) {
+	in := benchInput(10000)
+	ctx := context.Background()
+	dir := b.TempDir()
+	h, err := retention.NewHost(dir, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	evalOnce(b, h, in) // fills the cache
+	h.Close(ctx)
+	for b.Loop() {
+		h, err := retention.NewHost(dir, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		evalOnce(b, h, in)
+		h.Close(ctx)
+	}
+}
+
+// BenchmarkGFSWasmEvaluate reuses one compiled module: instantiation and the run only.
+func BenchmarkGFSWasmEvaluate(b *testing.B) {
+	in := benchInput(10000)
+	h, err := retention.NewHost("", nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer h.Close(context.Background())
+	p, err := h.Compile(context.Background(), gfs.Name, gfs.Module, retention.Limits{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer p.Close(context.Background())
+	for b.Loop() {
+		if _, err := p.Evaluate(context.Background(), in); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func evalOnce(b *testing.B, h *retention.Host, in *retention.Input) {
+	b.Helper()
+	p, err := h.Compile(context.Background(), gfs.Name, gfs.Module, retention.Limits{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer p.Close(context.Background())
+	out, err := p.Evaluate(context.Background(), in)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if len(out.Decisions) != len(in.Snapshots) {
+		b.Fatalf("%d decisions", len(out.Decisions))
+	}
+}

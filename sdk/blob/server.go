@@ -1,0 +1,248 @@
+package blob
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"sync/atomic"
+
+	"github.com/nightjar-backup/nightjar/sdk/blob/blobpb"
+)
+
+// server is the plugin side of blob.v1 on top of a Store.
+type server struct {
+	blobpb.UnimplementedStoreServer
+	store      Store
+	configured atomic.Bool
+	versions   []int
+}
+
+func newServer(store Store, versions []int) *server {
+	s := &server{store: store, versions: versions}
+	if _, ok := store.(Configurable); !ok {
+		s.configured.Store(true)
+	}
+	return s
+}
+
+func (s *server) ready() error {
+	if !s.configured.Load() {
+		return fmt.Errorf("%w: Configure must be called first", errNotConfigured)
+	}
+	return nil
+}
+
+func (s *server) Describe(context.Context, *blobpb.DescribeRequest) (*blobpb.DescribeResponse, error) {
+	var d Description
+	if ds, ok := s.store.(Describer); ok {
+		d = ds.Describe()
+	}
+	d.ProtocolVersions = s.versions
+	r, err := describeToWire(d)
+	return r, toStatus(err)
+}
+
+func (s *server) Configure(ctx context.Context, req *blobpb.ConfigureRequest) (*blobpb.ConfigureResponse, error) {
+	cfg := Config{Sink: req.GetSinkName(), values: map[string]any{}, secrets: map[string]bool{}}
+	for k, v := range req.GetConfig() {
+		val, err := valueFromWire(v)
+		if err != nil {
+			return nil, toStatus(fmt.Errorf("%w: config key %q: %v", errInvalid, k, err))
+		}
+		cfg.values[k] = val
+	}
+	for k, v := range req.GetSecrets() {
+		cfg.values[k] = v
+		cfg.secrets[k] = true
+	}
+	if c, ok := s.store.(Configurable); ok {
+		if err := c.Configure(ctx, cfg); err != nil {
+			return nil, toStatus(err)
+		}
+	}
+	s.configured.Store(true)
+	return &blobpb.ConfigureResponse{}, nil
+}
+
+func (s *server) Put(stream blobpb.Store_PutServer) error {
+	if err := s.ready(); err != nil {
+		return toStatus(err)
+	}
+	first, err := stream.Recv()
+	if err != nil {
+		return err
+	}
+	h := first.GetHeader()
+	if h == nil {
+		return toStatus(fmt.Errorf("%w: put: the first message must be a header", errInvalid))
+	}
+	key := h.GetKey()
+	if err := ValidateKey(key); err != nil {
+		return toStatus(fmt.Errorf("%w: %v", errInvalid, err))
+	}
+	r := &putReader{stream: stream, sum: sha256.New()}
+	n, err := s.store.Put(stream.Context(), key, r)
+	if err != nil {
+		return toStatus(err)
+	}
+	if !r.verified {
+		// The store returned success without reading to the end: a broken store. The object
+		// may be visible already; remove it so nothing unverified stays.
+		_ = s.store.Delete(context.WithoutCancel(stream.Context()), key)
+		return toStatus(fmt.Errorf("put %s: the store returned before reading all data", key))
+	}
+	if n != r.n {
+		return toStatus(fmt.Errorf("put %s: the store reports %d bytes, %d were received", key, n, r.n))
+	}
+	return stream.SendAndClose(&blobpb.PutResponse{Size: n})
+}
+
+// putReader feeds a Put stream's chunks to Store.Put. It returns io.EOF only after the
+// trailer has arrived and matches the data, so a store that commits at EOF (as atomic stores
+// do) never makes an unverified object visible.
+type putReader struct {
+	stream   blobpb.Store_PutServer
+	buf      []byte
+	sum      hash.Hash
+	n        int64
+	verified bool
+	err      error
+}
+
+func (r *putReader) Read(p []byte) (int, error) {
+	for len(r.buf) == 0 {
+		if r.err != nil {
+			return 0, r.err
+		}
+		r.err = r.next()
+	}
+	k := copy(p, r.buf)
+	r.buf = r.buf[k:]
+	return k, nil
+}
+
+// WriteTo hands whole chunks to w, so io.Copy into a file makes one write per chunk.
+func (r *putReader) WriteTo(w io.Writer) (int64, error) {
+	var n int64
+	for {
+		for len(r.buf) == 0 {
+			if r.err != nil {
+				if errors.Is(r.err, io.EOF) {
+					return n, nil
+				}
+				return n, r.err
+			}
+			r.err = r.next()
+		}
+		k, err := w.Write(r.buf)
+		n += int64(k)
+		r.buf = r.buf[k:]
+		if err != nil {
+			return n, err
+		}
+	}
+}
+
+func (r *putReader) next() error {
+	msg, err := r.stream.Recv()
+	if errors.Is(err, io.EOF) {
+		return fmt.Errorf("%w: put: the stream ended without a trailer; nothing stored", errInvalid)
+	}
+	if err != nil {
+		return fmt.Errorf("put: receive: %w", err)
+	}
+	switch m := msg.GetMsg().(type) {
+	case *blobpb.PutRequest_Chunk:
+		if len(m.Chunk) > ChunkSize {
+			return fmt.Errorf("%w: put: chunk of %d bytes exceeds %d", errInvalid, len(m.Chunk), ChunkSize)
+		}
+		r.sum.Write(m.Chunk)
+		r.n += int64(len(m.Chunk))
+		r.buf = m.Chunk
+		return nil
+	case *blobpb.PutRequest_Trailer:
+		if m.Trailer.GetSize() != r.n {
+			return fmt.Errorf("%w: put: trailer says %d bytes, %d were received; nothing stored", errInvalid, m.Trailer.GetSize(), r.n)
+		}
+		if !bytes.Equal(m.Trailer.GetSha256(), r.sum.Sum(nil)) {
+			return fmt.Errorf("%w: put: sha256 of the received data does not match the trailer; nothing stored", errInvalid)
+		}
+		r.verified = true
+		return io.EOF
+	}
+	return fmt.Errorf("%w: put: unexpected message after the header", errInvalid)
+}
+
+func (s *server) Get(req *blobpb.GetRequest, stream blobpb.Store_GetServer) error {
+	if err := s.ready(); err != nil {
+		return toStatus(err)
+	}
+	if req.GetOffset() < 0 {
+		return toStatus(fmt.Errorf("%w: get %s: negative offset %d", errInvalid, req.GetKey(), req.GetOffset()))
+	}
+	rc, err := s.store.Get(stream.Context(), req.GetKey(), req.GetOffset())
+	if err != nil {
+		return toStatus(err)
+	}
+	defer rc.Close()
+	buf := make([]byte, ChunkSize)
+	for {
+		n, err := io.ReadFull(rc, buf)
+		if n > 0 {
+			// Send serialises the message before it returns and no stats handler keeps it,
+			// so buf can be reused.
+			if serr := stream.Send(&blobpb.GetResponse{Chunk: buf[:n]}); serr != nil {
+				return serr
+			}
+		}
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return nil
+		}
+		if err != nil {
+			return toStatus(fmt.Errorf("get %s: %w", req.GetKey(), err))
+		}
+	}
+}
+
+// listBatch is how many entries one List message carries.
+const listBatch = 500
+
+func (s *server) List(req *blobpb.ListRequest, stream blobpb.Store_ListServer) error {
+	if err := s.ready(); err != nil {
+		return toStatus(err)
+	}
+	var batch []*blobpb.ListEntry
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		err := stream.Send(&blobpb.ListResponse{Entries: batch})
+		batch = nil
+		return err
+	}
+	err := s.store.List(stream.Context(), req.GetPrefix(), func(key string, size int64) error {
+		batch = append(batch, &blobpb.ListEntry{Key: key, Size: size})
+		if len(batch) >= listBatch {
+			return flush()
+		}
+		return nil
+	})
+	if err != nil {
+		return toStatus(err)
+	}
+	return flush()
+}
+
+func (s *server) Delete(ctx context.Context, req *blobpb.DeleteRequest) (*blobpb.DeleteResponse, error) {
+	if err := s.ready(); err != nil {
+		return nil, toStatus(err)
+	}
+	if err := s.store.Delete(ctx, req.GetKey()); err != nil {
+		return nil, toStatus(err)
+	}
+	return &blobpb.DeleteResponse{}, nil
+}
