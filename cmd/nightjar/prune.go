@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/nightjar-backup/nightjar/core"
+	"github.com/nightjar-backup/nightjar/core/ops"
 	"github.com/nightjar-backup/nightjar/core/retention"
 )
 
@@ -57,6 +58,12 @@ and deletes what the plan deletes, plus leftovers of incomplete snapshots older 
 			rep := pruneReport{DryRun: dryRun, Plan: plan}
 			var applyErr error
 			if !dryRun {
+				// Never delete while a run of the same pipeline is writing.
+				lock, err := ops.AcquireLock(cfg.StateDir, cfg.Pipeline)
+				if err != nil {
+					return err
+				}
+				defer lock.Release()
 				rep.Result, applyErr = retention.Apply(ctx, sink.Sink, plan)
 				if applyErr != nil {
 					rep.Error = applyErr.Error()

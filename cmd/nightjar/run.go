@@ -13,16 +13,19 @@ import (
 
 // runReport is `run --json`'s output.
 type runReport struct {
-	ID        core.SnapshotID `json:"id"`
-	Pipeline  string          `json:"pipeline"`
-	Host      string          `json:"host,omitempty"`
-	Started   time.Time       `json:"started"`
-	Finished  time.Time       `json:"finished"`
-	Duration  float64         `json:"duration_seconds"`
-	Status    string          `json:"status"` // ok, partial, failed
-	Error     string          `json:"error,omitempty"`
-	Sinks     []sinkReport    `json:"sinks"`
-	Artifacts []core.Artifact `json:"artifacts"` // as stored by blob sinks (raw when none)
+	ID       core.SnapshotID `json:"id"`
+	Pipeline string          `json:"pipeline"`
+	Host     string          `json:"host,omitempty"`
+	Started  time.Time       `json:"started"`
+	Finished time.Time       `json:"finished"`
+	Duration float64         `json:"duration_seconds"`
+	Status   string          `json:"status"` // ok, partial, failed
+	Error    string          `json:"error,omitempty"`
+	// RetentionError is set when the snapshot committed but a sink's retention failed or
+	// was held by a guardrail; the run then exits 1.
+	RetentionError string          `json:"retention_error,omitempty"`
+	Sinks          []sinkReport    `json:"sinks"`
+	Artifacts      []core.Artifact `json:"artifacts"` // as stored by blob sinks (raw when none)
 }
 
 type sinkReport struct {
@@ -74,17 +77,26 @@ func (a *app) runCmd() *cobra.Command {
 			res, runErr := engine.Run(ctx, b.Pipeline)
 			prog.stop()
 			rep := report(cfg.Pipeline, res, runErr)
+			if !asJSON {
+				printReport(a, rep)
+			}
+			// Retention: each committed sink's policy and guardrails (retention.go). It runs
+			// before the outcome is recorded, so a sink that stops being pruned pages someone.
+			retErr := a.retainAfterRun(ctx, cfg, b, res, !asJSON)
+			outcome := runErr
+			if retErr != nil {
+				rep.RetentionError = retErr.Error()
+				if outcome == nil {
+					outcome, rep.Error = retErr, retErr.Error()
+				}
+			}
 			// Metrics, after or on_error hook, success or fail ping (runops.go).
-			o.finish(ctx, rep, runErr)
+			o.finish(ctx, rep, outcome)
 			if asJSON {
 				if err := writeJSON(a.stdout, rep); err != nil {
 					return err
 				}
-			} else {
-				printReport(a, rep)
 			}
-			// Retention: each committed sink's policy and guardrails (retention.go).
-			retErr := a.retainAfterRun(ctx, cfg, b, res, !asJSON)
 			if runErr != nil {
 				code := exitFailed
 				if errors.Is(runErr, core.ErrPartial) {

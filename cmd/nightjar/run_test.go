@@ -289,3 +289,32 @@ func parseProm(t *testing.T, path string) map[string]float64 {
 	}
 	return out
 }
+
+// A snapshot that commits while its sink's retention fails must not look like a clean
+// night: the run exits 1, the report says why, and the check is pinged /fail.
+func TestRunRetentionFailurePingsFail(t *testing.T) {
+	ps := newPingServer(t)
+	f := newOpsFixture(t)
+	bad := filepath.Join(f.dir, "broken.wasm")
+	if err := os.WriteFile(bad, []byte("not a wasm module"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("HC_URL", ps.URL+"/ping/"+checkUUID)
+	appendConfig(t, f, "sinks:\n  - name: a\n    type: local\n    path: "+filepath.Join(f.dir, "a")+
+		"\n    retention: {policy: "+bad+"}\nnotify: {healthchecks_url: \"${HC_URL}\", timeout: 5s}\n")
+	code, stdout, stderr := runCLI(t, "run", "--json", "-c", f.config)
+	if code != exitFailed {
+		t.Fatalf("exit %d, want %d\n%s", code, exitFailed, stderr)
+	}
+	rep := decodeReport(t, stdout)
+	if rep.Status != "ok" || rep.RetentionError == "" || rep.Sinks[0].Status != "committed" {
+		t.Fatalf("report: status %q retention_error %q sinks %+v", rep.Status, rep.RetentionError, rep.Sinks)
+	}
+	if _, err := os.Stat(filepath.Join(f.dir, "a", "testpipe", string(rep.ID), "manifest.json")); err != nil {
+		t.Fatalf("the snapshot itself must stay committed: %v", err)
+	}
+	want := []string{"POST /ping/" + checkUUID + "/start", "POST /ping/" + checkUUID + "/fail"}
+	if got := ps.got(); strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Fatalf("pings %q, want %q", got, want)
+	}
+}
