@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"sync"
+	"syscall"
 
 	"github.com/nightjar-backup/nightjar/plugins/internal/sqlitecopy"
 )
@@ -36,7 +37,7 @@ type prefetched struct {
 
 func (pf *prefetched) read(p string) {
 	defer close(pf.ready)
-	f, err := os.Open(p)
+	f, err := openPlain(p)
 	if err != nil {
 		pf.err = err
 		return
@@ -57,6 +58,20 @@ func (pf *prefetched) read(p string) {
 	}
 	pf.data = pf.data[:n] // shorter than its header if it shrank while read
 	pf.after, _ = f.Stat()
+}
+
+// openPlain opens p for reading like os.Open, without trying to register the descriptor
+// with the runtime's poller: for a regular file that attempt fails anyway, and it costs
+// four system calls (epoll_ctl, fcntl) per file, which shows with thousands of small files.
+func openPlain(p string) (*os.File, error) {
+	fd, err := syscall.Open(p, syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
+	for err == syscall.EINTR {
+		fd, err = syscall.Open(p, syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
+	}
+	if err != nil {
+		return nil, &fs.PathError{Op: "open", Path: p, Err: err}
+	}
+	return os.NewFile(uintptr(fd), p), nil
 }
 
 type walkItem struct {
