@@ -74,6 +74,21 @@ func openPlain(p string) (*os.File, error) {
 	return os.NewFile(uintptr(fd), p), nil
 }
 
+// prefetchable reports whether a file may be read ahead. A SQLite sidecar (-wal, -shm,
+// -journal) never is: it follows its database in the walk, so a reader would open and close
+// it while the database's online backup runs, and closing any descriptor of a file drops
+// every POSIX lock this process holds on it, SQLite's WAL read lock on -shm included. A
+// writer may then checkpoint over pages the backup is still reading, and the copy is torn.
+func (s *Source) prefetchable(e entry) bool {
+	if !e.info.Mode().IsRegular() || e.info.Size() > prefetchMax {
+		return false
+	}
+	if _, sidecar := sidecarOf(e.abs); sidecar && s.sqlite != SQLiteRaw {
+		return false
+	}
+	return true
+}
+
 type walkItem struct {
 	e  entry
 	pf *prefetched // nil unless a small regular file
@@ -102,7 +117,7 @@ func (s *Source) walkPrefetched(ctx context.Context, fn func(e entry, pf *prefet
 		defer close(work)
 		walkErr = s.walk(ctx, func(e entry) error {
 			it := walkItem{e: e}
-			if e.info.Mode().IsRegular() && e.info.Size() <= prefetchMax {
+			if s.prefetchable(e) {
 				it.pf = &prefetched{ready: make(chan struct{})}
 				select {
 				case work <- it:
