@@ -75,7 +75,7 @@ func (a *app) restoreCmd() *cobra.Command {
 func restoreArtifact(cmd *cobra.Command, b *engine.Built, sink engine.NamedSink, m *core.Manifest, art *core.Artifact,
 	dec engine.DecoderFunc, to string, force bool) (string, error) {
 	ctx := cmd.Context()
-	r, err := engine.OpenRaw(ctx, sink.Sink, m, art, dec)
+	r, err := engine.OpenRawForRestore(ctx, sink.Sink, m, art, dec)
 	if err != nil {
 		return "", err
 	}

@@ -474,3 +474,48 @@ func TestReadAheadManySmallReads(t *testing.T) {
 	}
 	ra2.Close()
 }
+
+// OpenRawForRestore skips the stored-bytes hash but still fails on any damage: the raw
+// size and sha256 are checked at EOF. Table: a flipped byte, a truncated object, an
+// appended byte — each must fail both readers, and an intact object must pass both.
+func TestOpenRawForRestoreStillCatchesDamage(t *testing.T) {
+	xor := func(map[string]string) (core.Transform, error) { return xorTransform{}, nil }
+	for _, tc := range []struct {
+		name   string
+		damage func([]byte) []byte
+		ok     bool
+	}{
+		{"intact", func(b []byte) []byte { return b }, true},
+		{"flipped", func(b []byte) []byte { b[len(b)/2] ^= 1; return b }, false},
+		{"truncated", func(b []byte) []byte { return b[:len(b)-1] }, false},
+		{"appended", func(b []byte) []byte { return append(b, 0) }, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newMemSink()
+			res, err := Run(context.Background(), pipeline([]core.Source{&genSource{name: "one", size: 1<<20 + 5}}, s))
+			if err != nil {
+				t.Fatal(err)
+			}
+			m := s.manifests[res.ID]
+			a := m.Artifacts[0]
+			key := string(res.ID) + "/" + a.Object
+			s.objects[key] = tc.damage(append([]byte(nil), s.objects[key]...))
+			for name, open := range map[string]func(context.Context, core.Sink, *core.Manifest, *core.Artifact, DecoderFunc) (io.ReadCloser, error){
+				"OpenRaw": OpenRaw, "OpenRawForRestore": OpenRawForRestore,
+			} {
+				rc, err := open(context.Background(), s, m, &a, xor)
+				if err != nil {
+					t.Fatal(err)
+				}
+				err = Drain(rc)
+				rc.Close()
+				if tc.ok && err != nil {
+					t.Errorf("%s: %v", name, err)
+				}
+				if !tc.ok && !errors.Is(err, ErrDamaged) {
+					t.Errorf("%s: err = %v, want ErrDamaged", name, err)
+				}
+			}
+		})
+	}
+}
