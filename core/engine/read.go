@@ -118,6 +118,7 @@ func openRaw(ctx context.Context, sink core.Sink, m *core.Manifest, a *core.Arti
 		return nil, err
 	}
 	closers := []func() error{stored.Close}
+	stored = readCloser{sinkReader{stored}, stored.Close}
 	closeAll := func() error {
 		var first error
 		for i := len(closers) - 1; i >= 0; i-- {
@@ -140,7 +141,7 @@ func openRaw(ctx context.Context, sink core.Sink, m *core.Manifest, a *core.Arti
 			return nil, fmt.Errorf("artifact %s: %w", a.Name, err)
 		}
 		closers = append(closers, dr.Close)
-		r = dr
+		r = decodeReader{dr, fmt.Sprintf("%s: decoding %s", a.Object, a.Transforms[i]["type"])}
 	}
 	cr := newCheckReader(r, a.Size, a.SHA256, a.Name+" (decoded)")
 	ra := newReadAhead(cr)
@@ -160,4 +161,39 @@ func (rc readCloser) Close() error { return rc.close() }
 func Drain(r io.Reader) error {
 	_, err := io.Copy(io.Discard, r)
 	return err
+}
+
+// sinkReadError marks an error of the sink's own stream (a network or disk failure), so
+// that it is not reported as damage when it surfaces through a decoder.
+type sinkReadError struct{ err error }
+
+func (e *sinkReadError) Error() string { return e.err.Error() }
+func (e *sinkReadError) Unwrap() error { return e.err }
+
+type sinkReader struct{ r io.Reader }
+
+func (s sinkReader) Read(p []byte) (int, error) {
+	n, err := s.r.Read(p)
+	if err != nil && err != io.EOF && !errors.Is(err, ErrDamaged) {
+		err = &sinkReadError{err}
+	}
+	return n, err
+}
+
+// decodeReader reports a decoder's failure (an age chunk that does not authenticate, a
+// zstd frame whose checksum does not match) as damage.
+type decodeReader struct {
+	r    io.Reader
+	what string
+}
+
+func (d decodeReader) Read(p []byte) (int, error) {
+	n, err := d.r.Read(p)
+	if err != nil && err != io.EOF {
+		var se *sinkReadError
+		if !errors.As(err, &se) && !errors.Is(err, ErrDamaged) && !errors.Is(err, context.Canceled) {
+			err = fmt.Errorf("%w: %s failed: %v", ErrDamaged, d.what, err)
+		}
+	}
+	return n, err
 }
