@@ -3,12 +3,15 @@ package retention
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/gob"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/debug"
 	"time"
 
 	"github.com/tetratelabs/wazero"
@@ -48,6 +51,27 @@ func (h *Host) RunInChild(argv ...string) error {
 }
 
 func childCacheDir(cacheDir string) string { return filepath.Join(cacheDir, "child") }
+
+// compileForChild checks a module for a child-mode Policy. The child compiles (and so
+// validates and checks) the module on every evaluation anyway, so this check is only for
+// reporting a bad module early: once a module has passed it, a marker named by its hash in
+// the child's cache directory saves the second load of the module in every later process.
+func (h *Host) compileForChild(ctx context.Context, name string, wasm []byte, lim Limits) (*Policy, error) {
+	dir := childCacheDir(h.cacheDir)
+	sum := sha256.Sum256(wasm)
+	marker := filepath.Join(dir, "checked-"+hex.EncodeToString(sum[:]))
+	p := &Policy{name: name, lim: lim.withDefaults(), wasm: wasm, child: h.child, cacheDir: dir}
+	if _, err := os.Stat(marker); err == nil {
+		return p, nil
+	}
+	checked, err := compile(ctx, h.childCache, name, wasm, lim, false)
+	if err != nil {
+		return nil, err
+	}
+	_ = checked.Close(ctx)
+	_ = os.WriteFile(marker, nil, 0o600) // best effort: without it the next process checks again
+	return p, nil
+}
 
 type childRequest struct {
 	Name      string
@@ -113,12 +137,17 @@ var errOutputOver = errors.New("output cap exceeded")
 // ChildMain is the child process side of RunInChild: it reads one request on stdin,
 // evaluates it and writes the answer on stdout. It returns the process exit status.
 func ChildMain() int {
+	// A child lives for one evaluation: no GC cycles, only a ceiling well above the module's
+	// memory limit and the compiled code.
+	debug.SetGCPercent(-1)
+	debug.SetMemoryLimit(512 << 20)
 	var req childRequest
 	if err := gob.NewDecoder(os.Stdin).Decode(&req); err != nil {
 		fmt.Fprintln(os.Stderr, "policy child: read request:", err)
 		return 2
 	}
 	lim := Limits{MemoryMiB: req.MemoryMiB, Timeout: req.Timeout}.withDefaults()
+	debug.SetMemoryLimit(int64(lim.MemoryMiB)<<20 + 512<<20)
 	// The parent kills this process at the time limit; should the parent be gone, stop
 	// anyway.
 	time.AfterFunc(lim.Timeout+5*time.Second, func() { os.Exit(3) })

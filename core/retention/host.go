@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/experimental"
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 	"github.com/tetratelabs/wazero/sys"
 )
@@ -123,14 +124,7 @@ type Policy struct {
 // Compile prepares a module. name is used in errors.
 func (h *Host) Compile(ctx context.Context, name string, wasm []byte, lim Limits) (*Policy, error) {
 	if h.child != nil {
-		// The module is checked (and its compiled form cached) here, with the
-		// configuration the child uses, and never instantiated in this process.
-		p, err := compile(ctx, h.childCache, name, wasm, lim, false)
-		if err != nil {
-			return nil, err
-		}
-		p.wasm, p.child, p.cacheDir = wasm, h.child, childCacheDir(h.cacheDir)
-		return p, nil
+		return h.compileForChild(ctx, name, wasm, lim)
 	}
 	return compile(ctx, h.cache, name, wasm, lim, true)
 }
@@ -170,7 +164,12 @@ func compile(ctx context.Context, cache wazero.CompilationCache, name string, wa
 }
 
 // Close releases the compiled module.
-func (p *Policy) Close(ctx context.Context) error { return p.rt.Close(ctx) }
+func (p *Policy) Close(ctx context.Context) error {
+	if p.rt == nil { // child mode: nothing held in this process
+		return nil
+	}
+	return p.rt.Close(ctx)
+}
 
 // Name is the policy's name (built-in name or file path).
 func (p *Policy) Name() string { return p.name }
@@ -224,6 +223,7 @@ func (p *Policy) run(ctx context.Context, stdin []byte, now time.Time, stdout, s
 		WithStderr(stderr).
 		// The module's clock is fixed to the input's now: a policy is a function of its input.
 		WithWalltime(func() (int64, int32) { return now.Unix(), int32(now.Nanosecond()) }, sys.ClockResolution(1))
+	ctx = experimental.WithMemoryAllocator(ctx, newMemAllocator(uint64(p.lim.MemoryMiB)<<20))
 	mod, err := p.rt.InstantiateModule(ctx, p.mod, mc)
 	if mod != nil {
 		_ = mod.Close(context.Background())
