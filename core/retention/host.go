@@ -44,17 +44,12 @@ func (l Limits) withDefaults() Limits {
 type Host struct {
 	cache    wazero.CompilationCache
 	builtins map[string][]byte
-	cacheDir string
-	// child, when set, is the command that runs evaluations in a child process (see
-	// RunInChild); childCache is the compilation cache of modules compiled for it.
-	child      []string
-	childCache wazero.CompilationCache
 }
 
 // NewHost returns a host whose compilation cache is in cacheDir ("" keeps it in memory) and
 // that knows the given built-in policies by name.
 func NewHost(cacheDir string, builtins map[string][]byte) (*Host, error) {
-	h := &Host{builtins: builtins, cacheDir: cacheDir}
+	h := &Host{builtins: builtins}
 	if cacheDir == "" {
 		h.cache = wazero.NewCompilationCache()
 		return h, nil
@@ -71,12 +66,7 @@ func NewHost(cacheDir string, builtins map[string][]byte) (*Host, error) {
 }
 
 // Close releases the compilation cache (the files stay on disk).
-func (h *Host) Close(ctx context.Context) error {
-	if h.childCache != nil {
-		_ = h.childCache.Close(ctx)
-	}
-	return h.cache.Close(ctx)
-}
+func (h *Host) Close(ctx context.Context) error { return h.cache.Close(ctx) }
 
 // Builtins lists the built-in policy names.
 func (h *Host) Builtins() []string {
@@ -115,30 +105,18 @@ type Policy struct {
 	rt   wazero.Runtime
 	mod  wazero.CompiledModule
 	lim  Limits
-	// In child mode: the module and the child command (see Host.RunInChild).
-	wasm     []byte
-	child    []string
-	cacheDir string
 }
 
 // Compile prepares a module. name is used in errors.
 func (h *Host) Compile(ctx context.Context, name string, wasm []byte, lim Limits) (*Policy, error) {
-	if h.child != nil {
-		return h.compileForChild(ctx, name, wasm, lim)
-	}
-	return compile(ctx, h.cache, name, wasm, lim, true)
-}
-
-// compile prepares a module; inProcess asks for wazero's termination checks, which let an
-// in-process evaluation be stopped at its timeout.
-func compile(ctx context.Context, cache wazero.CompilationCache, name string, wasm []byte, lim Limits, inProcess bool) (*Policy, error) {
 	lim = lim.withDefaults()
 	cfg := wazero.NewRuntimeConfigCompiler().
-		WithCompilationCache(cache).
-		WithCloseOnContextDone(inProcess).
+		WithCompilationCache(h.cache).
+		WithCloseOnContextDone(true).
 		WithMemoryLimitPages(uint32(lim.MemoryMiB) * 16). // 64 KiB pages
-		// Reserve the limit up front: growing by reallocation copies the whole memory on
-		// every grow, which made a 10,000-snapshot evaluation 10x slower.
+		// Without an allocator (see newMemAllocator), reserve the limit up front: growing
+		// by reallocation copies the whole memory on every grow, which made a
+		// 10,000-snapshot evaluation 10x slower.
 		WithMemoryCapacityFromMax(true)
 	rt := wazero.NewRuntimeWithConfig(ctx, cfg)
 	if _, err := wasi_snapshot_preview1.Instantiate(ctx, rt); err != nil {
@@ -164,12 +142,7 @@ func compile(ctx context.Context, cache wazero.CompilationCache, name string, wa
 }
 
 // Close releases the compiled module.
-func (p *Policy) Close(ctx context.Context) error {
-	if p.rt == nil { // child mode: nothing held in this process
-		return nil
-	}
-	return p.rt.Close(ctx)
-}
+func (p *Policy) Close(ctx context.Context) error { return p.rt.Close(ctx) }
 
 // Name is the policy's name (built-in name or file path).
 func (p *Policy) Name() string { return p.name }
@@ -185,17 +158,22 @@ func (p *Policy) Evaluate(ctx context.Context, in *Input) (*Output, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, p.lim.Timeout)
 	defer cancel()
-	var (
-		stdout, stderr *capped
-		start          = time.Now()
-	)
-	if p.child != nil {
-		stdout, stderr, err = p.evalInChild(ctx, stdin, in.Now, stdoutCap(len(in.Snapshots)))
-	} else {
-		// A policy that writes more than any honest output is stopped at once.
-		stdout = &capped{max: stdoutCap(len(in.Snapshots)), onOver: cancel}
-		stderr = &capped{max: stderrCap}
-		err = p.run(ctx, stdin, in.Now, stdout, stderr)
+	// A policy that writes more than any honest output is stopped at once.
+	stdout := &capped{max: 1<<20 + 1024*len(in.Snapshots), onOver: cancel}
+	stderr := &capped{max: stderrCap}
+	now := in.Now
+	mc := wazero.NewModuleConfig().
+		WithName("").
+		WithArgs("policy").
+		WithStdin(bytes.NewReader(stdin)).
+		WithStdout(stdout).
+		WithStderr(stderr).
+		// The module's clock is fixed to the input's now: a policy is a function of its input.
+		WithWalltime(func() (int64, int32) { return now.Unix(), int32(now.Nanosecond()) }, sys.ClockResolution(1))
+	start := time.Now()
+	mod, err := p.rt.InstantiateModule(experimental.WithMemoryAllocator(ctx, newMemAllocator(uint64(p.lim.MemoryMiB)<<20)), p.mod, mc)
+	if mod != nil {
+		_ = mod.Close(context.Background())
 	}
 	if stdout.over {
 		return nil, fmt.Errorf("policy %s: output larger than %d bytes, stopped%s", p.name, stdout.max, stderrNote(stderr))
@@ -208,27 +186,6 @@ func (p *Policy) Evaluate(ctx context.Context, in *Input) (*Output, error) {
 		return nil, fmt.Errorf("policy %s: %w%s", p.name, err, stderrNote(stderr))
 	}
 	return out, nil
-}
-
-// stdoutCap is more than any honest output for n snapshots.
-func stdoutCap(n int) int { return 1<<20 + 1024*n }
-
-// run instantiates the module once with stdin, the fixed clock now and the given outputs.
-func (p *Policy) run(ctx context.Context, stdin []byte, now time.Time, stdout, stderr *capped) error {
-	mc := wazero.NewModuleConfig().
-		WithName("").
-		WithArgs("policy").
-		WithStdin(bytes.NewReader(stdin)).
-		WithStdout(stdout).
-		WithStderr(stderr).
-		// The module's clock is fixed to the input's now: a policy is a function of its input.
-		WithWalltime(func() (int64, int32) { return now.Unix(), int32(now.Nanosecond()) }, sys.ClockResolution(1))
-	ctx = experimental.WithMemoryAllocator(ctx, newMemAllocator(uint64(p.lim.MemoryMiB)<<20))
-	mod, err := p.rt.InstantiateModule(ctx, p.mod, mc)
-	if mod != nil {
-		_ = mod.Close(context.Background())
-	}
-	return err
 }
 
 func (p *Policy) runError(ctx context.Context, err error, start time.Time, stderr *capped) error {
@@ -294,13 +251,12 @@ type capped struct {
 func (c *capped) Write(p []byte) (int, error) {
 	room := c.max - len(c.buf)
 	if len(p) > room {
-		first := !c.over
+		if !c.over && c.onOver != nil {
+			c.onOver()
+		}
 		c.over = true
 		if room > 0 {
 			c.buf = append(c.buf, p[:room]...)
-		}
-		if first && c.onOver != nil {
-			c.onOver()
 		}
 		return len(p), nil
 	}

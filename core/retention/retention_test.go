@@ -22,10 +22,6 @@ import (
 var hostileWasm []byte
 
 func TestMain(m *testing.M) {
-	// The test binary is also the policy child process of the child-mode tests.
-	if len(os.Args) == 2 && os.Args[1] == retention.ChildArg {
-		os.Exit(retention.ChildMain())
-	}
 	dir, err := os.MkdirTemp("", "nightjar-hostile-")
 	if err != nil {
 		panic(err)
@@ -114,25 +110,9 @@ func nightly(last time.Time, n int) []core.SnapshotID {
 
 func newHost(t *testing.T) *retention.Host {
 	t.Helper()
-	return newHostMode(t, false)
-}
-
-// newHostMode returns a host that evaluates in process, or in a child process (this test
-// binary, see TestMain) when child is set.
-func newHostMode(t *testing.T, child bool) *retention.Host {
-	t.Helper()
 	h, err := retention.NewHost(t.TempDir(), map[string][]byte{"hostile": hostileWasm})
 	if err != nil {
 		t.Fatal(err)
-	}
-	if child {
-		exe, err := os.Executable()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := h.RunInChild(exe, retention.ChildArg); err != nil {
-			t.Fatal(err)
-		}
 	}
 	t.Cleanup(func() { h.Close(context.Background()) })
 	return h
@@ -153,14 +133,7 @@ var last = time.Date(2026, 11, 22, 2, 0, 13, 0, time.UTC)
 // TestHostilePoliciesDeleteNothing: whatever a policy does wrong, Prepare fails with an
 // error naming the problem, and the sink keeps every snapshot.
 func TestHostilePoliciesDeleteNothing(t *testing.T) {
-	for _, child := range []bool{false, true} {
-		t.Run(map[bool]string{false: "in-process", true: "child"}[child], func(t *testing.T) {
-			testHostile(t, newHostMode(t, child))
-		})
-	}
-}
-
-func testHostile(t *testing.T, h *retention.Host) {
+	h := newHost(t)
 	pol := compile(t, h, retention.Limits{MemoryMiB: 32, Timeout: 20 * time.Second})
 	loop := compile(t, h, retention.Limits{Timeout: 2 * time.Second})
 	tests := []struct{ mode, want string }{
@@ -204,6 +177,7 @@ func testHostile(t *testing.T, h *retention.Host) {
 
 // TestSandbox: the module sees no filesystem, no environment and a clock fixed to now.
 func TestSandbox(t *testing.T) {
+	h := newHost(t)
 	out := filepath.Join(t.TempDir(), "probe.wasm")
 	if err := policytest.Build(context.Background(), ".", "./testdata/probe", out); err != nil {
 		t.Fatal(err)
@@ -212,14 +186,6 @@ func TestSandbox(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, child := range []bool{false, true} {
-		t.Run(map[bool]string{false: "in-process", true: "child"}[child], func(t *testing.T) {
-			testSandbox(t, newHostMode(t, child), wasm)
-		})
-	}
-}
-
-func testSandbox(t *testing.T, h *retention.Host, wasm []byte) {
 	pol, err := h.Compile(context.Background(), "probe", wasm, retention.Limits{})
 	if err != nil {
 		t.Fatal(err)

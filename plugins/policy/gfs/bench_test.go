@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"os"
 	"testing"
 	"time"
 
@@ -72,36 +71,6 @@ func BenchmarkGFSWasmWarm(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		evalOnce(b, h, in)
-		h.Close(ctx)
-	}
-}
-
-// BenchmarkGFSWasmWarmChild is BenchmarkGFSWasmWarm with the evaluation in a child process
-// (this test binary, see TestMain), as the nightjar CLI does it.
-func BenchmarkGFSWasmWarmChild(b *testing.B) {
-	in := benchInput(10000)
-	ctx := context.Background()
-	dir := b.TempDir()
-	newHost := func() *retention.Host {
-		h, err := retention.NewHost(dir, nil)
-		if err != nil {
-			b.Fatal(err)
-		}
-		exe, err := os.Executable()
-		if err != nil {
-			b.Fatal(err)
-		}
-		if err := h.RunInChild(exe, retention.ChildArg); err != nil {
-			b.Fatal(err)
-		}
-		return h
-	}
-	h := newHost()
-	evalOnce(b, h, in) // fills the cache
-	h.Close(ctx)
-	for b.Loop() {
-		h := newHost()
 		evalOnce(b, h, in)
 		h.Close(ctx)
 	}
