@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/tetratelabs/wazero"
-	"github.com/tetratelabs/wazero/experimental"
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 	"github.com/tetratelabs/wazero/sys"
 )
@@ -114,9 +113,8 @@ func (h *Host) Compile(ctx context.Context, name string, wasm []byte, lim Limits
 		WithCompilationCache(h.cache).
 		WithCloseOnContextDone(true).
 		WithMemoryLimitPages(uint32(lim.MemoryMiB) * 16). // 64 KiB pages
-		// Without an allocator (see newMemAllocator), reserve the limit up front: growing
-		// by reallocation copies the whole memory on every grow, which made a
-		// 10,000-snapshot evaluation 10x slower.
+		// Reserve the limit up front: growing by reallocation copies the whole memory on
+		// every grow, which made a 10,000-snapshot evaluation 10x slower.
 		WithMemoryCapacityFromMax(true)
 	rt := wazero.NewRuntimeWithConfig(ctx, cfg)
 	if _, err := wasi_snapshot_preview1.Instantiate(ctx, rt); err != nil {
@@ -171,7 +169,7 @@ func (p *Policy) Evaluate(ctx context.Context, in *Input) (*Output, error) {
 		// The module's clock is fixed to the input's now: a policy is a function of its input.
 		WithWalltime(func() (int64, int32) { return now.Unix(), int32(now.Nanosecond()) }, sys.ClockResolution(1))
 	start := time.Now()
-	mod, err := p.rt.InstantiateModule(experimental.WithMemoryAllocator(ctx, newMemAllocator(uint64(p.lim.MemoryMiB)<<20)), p.mod, mc)
+	mod, err := p.rt.InstantiateModule(ctx, p.mod, mc)
 	if mod != nil {
 		_ = mod.Close(context.Background())
 	}
