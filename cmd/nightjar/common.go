@@ -37,6 +37,21 @@ func (a *app) openSink(ctx context.Context, name string, identities []string) (*
 	return cfg, b, b.Pipeline.Sinks[0], nil
 }
 
+// listSink builds the named sink (the first when name is "") and lists its complete
+// snapshots, newest first. The caller closes the returned Built.
+func (a *app) listSink(ctx context.Context, name string, identities []string) (*engine.Built, engine.NamedSink, []*core.Manifest, error) {
+	_, b, sink, err := a.openSink(ctx, name, identities)
+	if err != nil {
+		return nil, engine.NamedSink{}, nil, err
+	}
+	ms, err := sink.Sink.List(ctx)
+	if err != nil {
+		b.Close()
+		return nil, engine.NamedSink{}, nil, fmt.Errorf("sink %q: %w", sink.Name, err)
+	}
+	return b, sink, ms, nil
+}
+
 // selectSnapshots resolves "latest", "all" (when allowed) or an id among the listed ones.
 func selectSnapshots(ms []*core.Manifest, which string, allowAll bool, sink string) ([]*core.Manifest, error) {
 	if len(ms) == 0 {
@@ -65,17 +80,4 @@ func writeJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
-}
-
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }

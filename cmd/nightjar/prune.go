@@ -107,7 +107,7 @@ func printPlan(a *app, rep pruneReport) {
 		if !it.Keep {
 			action = "delete"
 		}
-		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", action, it.ID, it.Time.Format("2006-01-02 15:04:05Z07:00"), humanBytes(it.Size), it.Reason)
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", action, it.ID, it.Time.Format("2006-01-02 15:04:05Z07:00"), core.HumanBytes(it.Size), it.Reason)
 	}
 	for _, l := range p.Leftovers {
 		action := "keep"

@@ -27,15 +27,11 @@ func (a *app) restoreCmd() *cobra.Command {
 			if to == "" {
 				return fmt.Errorf("%w: --to DIR is required", core.ErrUsage)
 			}
-			_, b, sink, err := a.openSink(ctx, sinkName, identities)
+			b, sink, ms, err := a.listSink(ctx, sinkName, identities)
 			if err != nil {
 				return err
 			}
 			defer b.Close()
-			ms, err := sink.Sink.List(ctx)
-			if err != nil {
-				return fmt.Errorf("sink %q: %w", sink.Name, err)
-			}
 			sel, err := selectSnapshots(ms, snapshot, false, sink.Name)
 			if err != nil {
 				return err
@@ -59,7 +55,7 @@ func (a *app) restoreCmd() *cobra.Command {
 				if err != nil {
 					return fmt.Errorf("restore %s from snapshot %s: %w", art.Name, m.ID, err)
 				}
-				fmt.Fprintf(a.stdout, "restored %s (%s) from snapshot %s to %s\n", art.Name, humanBytes(art.Size), m.ID, dest)
+				fmt.Fprintf(a.stdout, "restored %s (%s) from snapshot %s to %s\n", art.Name, core.HumanBytes(art.Size), m.ID, dest)
 			}
 			return nil
 		},

@@ -159,13 +159,13 @@ func printReport(a *app, rep runReport) {
 		rep.Finished.Sub(rep.Started).Round(time.Millisecond))
 	for _, art := range rep.Artifacts {
 		fmt.Fprintf(w, "  artifact %-20s %10s raw  %10s stored  sha256 %.16s…\n", art.Name,
-			humanBytes(art.Size), humanBytes(art.StoredSize), art.SHA256)
+			core.HumanBytes(art.Size), core.HumanBytes(art.StoredSize), art.SHA256)
 		if n := art.Meta["changed_while_read"]; n != "" {
 			fmt.Fprintf(w, "    warning: %s file(s) changed while read:\n      %s\n", n, art.Meta["changed_files"])
 		}
 	}
 	for _, s := range rep.Sinks {
-		line := fmt.Sprintf("  sink %-12s %-9s %10s  %.1fs", s.Name, s.Status, humanBytes(s.Bytes), s.Duration)
+		line := fmt.Sprintf("  sink %-12s %-9s %10s  %.1fs", s.Name, s.Status, core.HumanBytes(s.Bytes), s.Duration)
 		if s.Error != "" {
 			line += "  error: " + s.Error
 		}

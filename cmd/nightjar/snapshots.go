@@ -19,15 +19,11 @@ func (a *app) snapshotsCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			_, b, sink, err := a.openSink(ctx, sinkName, nil)
+			b, sink, ms, err := a.listSink(ctx, sinkName, nil)
 			if err != nil {
 				return err
 			}
 			defer b.Close()
-			ms, err := sink.Sink.List(ctx)
-			if err != nil {
-				return fmt.Errorf("sink %q: %w", sink.Name, err)
-			}
 			if asJSON {
 				if ms == nil {
 					ms = []*core.Manifest{}
@@ -46,7 +42,7 @@ func (a *app) snapshotsCmd() *cobra.Command {
 					names = append(names, art.Name)
 				}
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", m.ID, m.Finished.Format("2006-01-02 15:04:05Z"), m.Host,
-					humanBytes(m.TotalSize()), strings.Join(names, ", "))
+					core.HumanBytes(m.TotalSize()), strings.Join(names, ", "))
 			}
 			return tw.Flush()
 		},

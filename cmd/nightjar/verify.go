@@ -24,15 +24,11 @@ func (a *app) verifyCmd() *cobra.Command {
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			_, b, sink, err := a.openSink(ctx, sinkName, identities)
+			b, sink, ms, err := a.listSink(ctx, sinkName, identities)
 			if err != nil {
 				return err
 			}
 			defer b.Close()
-			ms, err := sink.Sink.List(ctx)
-			if err != nil {
-				return fmt.Errorf("sink %q: %w", sink.Name, err)
-			}
 			sel, err := selectSnapshots(ms, snapshot, true, sink.Name)
 			if err != nil {
 				return err

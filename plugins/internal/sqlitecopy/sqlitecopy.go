@@ -21,6 +21,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/nightjar-backup/nightjar/core"
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
 )
@@ -376,7 +378,7 @@ func checkFree(dir string, need int64) error {
 	// Room for the copy plus a little for the file system's own blocks.
 	if want := need + need/64 + 1<<20; avail < want {
 		return fmt.Errorf("scratch folder %s has %s free, the copy needs about %s; set scratch_dir to a folder with more room",
-			dir, humanBytes(avail), humanBytes(want))
+			dir, core.HumanBytes(avail), core.HumanBytes(want))
 	}
 	return nil
 }
@@ -456,17 +458,4 @@ func Check(ctx context.Context, path string, level Level) (CheckResult, error) {
 		return res, fmt.Errorf("check %s: %w: %s", path, ErrDamaged, res.Result)
 	}
 	return res, nil
-}
-
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }

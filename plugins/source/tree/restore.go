@@ -143,6 +143,11 @@ func Extract(ctx context.Context, r io.Reader, target string, force bool) error 
 	// element). Safety does not depend on it: every operation still goes through root.
 	made := map[string]bool{}
 	owners := os.Geteuid() == 0 // like tar, only root restores numeric owners
+	// Files are created through a root opened on their folder, kept while the archive stays
+	// in that folder: opening "a/b/c" through root alone walks every path element (an
+	// openat and a close each), for every file.
+	folder := &folderRoot{root: root}
+	defer folder.close()
 	for {
 		h, err := er.next(tr)
 		if err == io.EOF {
@@ -161,6 +166,7 @@ func Extract(ctx context.Context, r io.Reader, target string, force bool) error 
 		if name == "." {
 			continue
 		}
+		folder.forget(name) // this entry may replace the folder (--force)
 		if dir := path.Dir(name); dir != "." && !made[dir] {
 			if err := root.MkdirAll(dir, 0o755); err != nil {
 				return fmt.Errorf("extract %s: %w", name, err)
@@ -185,7 +191,11 @@ func Extract(ctx context.Context, r io.Reader, target string, force bool) error 
 			}
 			dirs = append(dirs, dirTime{name, h.ModTime})
 		case tar.TypeReg:
-			if err := writeFile(root, h, name, tr, mode, force, owners, buf); err != nil {
+			in, err := folder.open(path.Dir(name))
+			if err != nil {
+				return fmt.Errorf("extract %s: %w", name, err)
+			}
+			if err := writeFile(in, h, path.Base(name), tr, mode, force, owners, buf); err != nil {
 				return fmt.Errorf("extract %s: %w", name, err)
 			}
 			if force {
@@ -222,6 +232,44 @@ func Extract(ctx context.Context, r io.Reader, target string, force bool) error 
 		}
 	}
 	return nil
+}
+
+// folderRoot holds an os.Root on the folder the last file was written to. It is only a
+// shortcut: the folder was opened through the target's root, so it is inside the target.
+type folderRoot struct {
+	root *os.Root // the target
+	dir  string   // the folder cur is open on; "" when none
+	cur  *os.Root
+}
+
+func (f *folderRoot) open(dir string) (*os.Root, error) {
+	if dir == "." {
+		return f.root, nil
+	}
+	if f.cur != nil && f.dir == dir {
+		return f.cur, nil
+	}
+	f.close()
+	r, err := f.root.OpenRoot(dir)
+	if err != nil {
+		return nil, err
+	}
+	f.cur, f.dir = r, dir
+	return r, nil
+}
+
+// forget closes the held folder if name is that folder or one of its parents.
+func (f *folderRoot) forget(name string) {
+	if f.cur != nil && (f.dir == name || strings.HasPrefix(f.dir, name+"/")) {
+		f.close()
+	}
+}
+
+func (f *folderRoot) close() {
+	if f.cur != nil {
+		f.cur.Close()
+		f.cur, f.dir = nil, ""
+	}
 }
 
 func tarSpecial(m int64) fs.FileMode {

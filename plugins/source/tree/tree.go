@@ -283,8 +283,11 @@ func (s *Source) writeEntry(ctx context.Context, tw *tar.Writer, e entry, pf *pr
 	if err := tw.WriteHeader(h); err != nil {
 		return fmt.Errorf("source %q: write %s: %w", s.name, e.rel, err)
 	}
-	n, err := io.CopyBuffer(tw, io.LimitReader(f, h.Size), buf)
+	n, err := io.CopyBuffer(tw, io.LimitReader(ctxReader{ctx, f}, h.Size), buf)
 	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
 		return fmt.Errorf("source %q: cannot read %s: %w", s.name, e.abs, unwrapPathErr(err))
 	}
 	changed := false
@@ -311,6 +314,20 @@ func (s *Source) fileDone(st *stats, e entry, h *tar.Header, changed bool) {
 	}
 	st.files++
 	st.bytes += h.Size
+}
+
+// ctxReader stops reading a file when the run is cancelled, so an interrupt does not wait
+// for a large file to be read to its end.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
 }
 
 func zeroFill(w io.Writer, n int64, buf []byte) error {

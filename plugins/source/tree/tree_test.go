@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"errors"
 	"io"
 	"os"
 	"path/filepath"
@@ -301,4 +302,44 @@ func TestPrefetchedFileChanges(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A cancelled run stops inside a large file instead of reading it to its end.
+func TestSnapshotStopsInsideLargeFileOnCancel(t *testing.T) {
+	dir := t.TempDir()
+	f, err := os.Create(filepath.Join(dir, "big.img"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(64 << 30); err != nil { // sparse: 64 GiB that read as zeros
+		t.Fatal(err)
+	}
+	f.Close()
+	src, err := New("data", dir, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	w := &cancelAfter{n: 8 << 20, cancel: cancel}
+	_, err = src.Snapshot(ctx, w)
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v, want context.Canceled", err)
+	}
+	if w.written > 64<<20 {
+		t.Fatalf("read %d bytes after cancel; it should stop within a few reads", w.written)
+	}
+}
+
+// cancelAfter cancels once n bytes were written.
+type cancelAfter struct {
+	n, written int64
+	cancel     func()
+}
+
+func (c *cancelAfter) Write(p []byte) (int, error) {
+	c.written += int64(len(p))
+	if c.written >= c.n {
+		c.cancel()
+	}
+	return len(p), nil
 }
