@@ -132,3 +132,30 @@ func TestIntegers(t *testing.T) {
 		}
 	}
 }
+
+// TestPlain: the word-at-a-time test agrees with a byte loop, wherever the special byte is.
+func TestPlain(t *testing.T) {
+	naive := func(s string) bool {
+		for i := 0; i < len(s); i++ {
+			if c := s[i]; c < 0x20 || c == '"' || c == '\\' {
+				return false
+			}
+		}
+		return true
+	}
+	for n := 0; n <= 40; n++ {
+		base := []byte(strings.Repeat("aé~\x7f\xff ", 8)[:n])
+		if got, want := plain(string(base)), naive(string(base)); got != want {
+			t.Fatalf("plain(%q) = %v, want %v", base, got, want)
+		}
+		for i := 0; i < n; i++ {
+			for _, c := range []byte{'"', '\\', 0, 0x1f, '\n', 0x20, 0x21, 0x5b, 0x5d, 0x80} {
+				s := []byte(string(base))
+				s[i] = c
+				if got, want := plain(string(s)), naive(string(s)); got != want {
+					t.Fatalf("plain(%q) = %v, want %v", s, got, want)
+				}
+			}
+		}
+	}
+}
