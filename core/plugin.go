@@ -17,7 +17,9 @@ type ArtifactSpec struct {
 type Source interface {
 	Describe() ArtifactSpec
 	// Snapshot writes the artifact's raw bytes to w and returns metadata for the manifest
-	// (no secrets). It must not close w. An error fails the whole run.
+	// (no secrets). It must not close w. An error fails the whole run; it says what went
+	// wrong, not which source: the engine names the source (and the CLI names the artifact
+	// for Restore and Check), so every error is named once.
 	Snapshot(ctx context.Context, w io.Writer) (meta map[string]string, err error)
 }
 

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -328,9 +327,8 @@ func runArtifact(ctx context.Context, p *Pipeline, id core.SnapshotID, src core.
 		if err == nil {
 			err = srcCtx.Err()
 		}
-		// Name the source, unless the source's own error already does.
-		if prefix := fmt.Sprintf("source %q: ", spec.Name); err != nil && !strings.HasPrefix(err.Error(), prefix) {
-			err = fmt.Errorf("%s%w", prefix, err)
+		if err != nil {
+			err = fmt.Errorf("source %q: %w", spec.Name, err)
 		}
 	}
 	// Close encoders outermost first: each Close flushes into the next.

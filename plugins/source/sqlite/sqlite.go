@@ -72,10 +72,10 @@ type Source struct {
 // machines); a missing database is an error when a run copies it.
 func New(name, path string, opt Options) (*Source, error) {
 	if name == "" || strings.ContainsAny(name, `/\`) || name == "." || name == ".." {
-		return nil, fmt.Errorf("source %q: the name of a sqlite source is its restored file name and cannot contain a path separator", name)
+		return nil, fmt.Errorf("the name of a sqlite source is its restored file name and cannot contain a path separator")
 	}
 	if path == "" {
-		return nil, fmt.Errorf("source %q: path is empty", name)
+		return nil, fmt.Errorf("path is empty")
 	}
 	if opt.Method == "" {
 		opt.Method = sqlitecopy.MethodBackup
@@ -86,12 +86,12 @@ func New(name, path string, opt Options) (*Source, error) {
 	switch opt.Method {
 	case sqlitecopy.MethodBackup, sqlitecopy.MethodVacuum:
 	default:
-		return nil, fmt.Errorf("source %q: method %q: expected backup or vacuum", name, opt.Method)
+		return nil, fmt.Errorf("method %q: expected backup or vacuum", opt.Method)
 	}
 	switch opt.Integrity {
 	case sqlitecopy.LevelFull, sqlitecopy.LevelQuick, sqlitecopy.LevelOff:
 	default:
-		return nil, fmt.Errorf("source %q: integrity %q: expected full, quick or off", name, opt.Integrity)
+		return nil, fmt.Errorf("integrity %q: expected full, quick or off", opt.Integrity)
 	}
 	if opt.BusyTimeout <= 0 {
 		opt.BusyTimeout = sqlitecopy.DefaultBusyTimeout

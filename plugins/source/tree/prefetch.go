@@ -160,19 +160,19 @@ func (s *Source) writePrefetched(tw *tar.Writer, h *tar.Header, e entry, pf *pre
 		return nil // deleted since the folder was read: not part of this snapshot
 	}
 	if pf.err != nil {
-		return fmt.Errorf("source %q: cannot read %s: %w", s.name, e.abs, unwrapPathErr(pf.err))
+		return fmt.Errorf("cannot read %s: %w", e.abs, unwrapPathErr(pf.err))
 	}
 	h.Size, h.ModTime = pf.info.Size(), pf.info.ModTime()
 	if err := tw.WriteHeader(h); err != nil {
-		return fmt.Errorf("source %q: write %s: %w", s.name, e.rel, err)
+		return fmt.Errorf("write %s: %w", e.rel, err)
 	}
 	if _, err := tw.Write(pf.data); err != nil {
-		return fmt.Errorf("source %q: write %s: %w", s.name, e.rel, err)
+		return fmt.Errorf("write %s: %w", e.rel, err)
 	}
 	changed := int64(len(pf.data)) < h.Size
 	if changed {
 		if err := zeroFill(tw, h.Size-int64(len(pf.data)), buf); err != nil {
-			return fmt.Errorf("source %q: write %s: %w", s.name, e.rel, err)
+			return fmt.Errorf("write %s: %w", e.rel, err)
 		}
 	}
 	if pf.after != nil && (pf.after.Size() != h.Size || !pf.after.ModTime().Equal(h.ModTime)) {

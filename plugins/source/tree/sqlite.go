@@ -36,7 +36,7 @@ func (s *Source) WithSQLite(mode, scratchDir string) (*Source, error) {
 	case "":
 		mode = SQLiteSnapshot
 	default:
-		return nil, fmt.Errorf("source %q: sqlite: expected snapshot, raw or skip, got %q", s.name, mode)
+		return nil, fmt.Errorf("sqlite: expected snapshot, raw or skip, got %q", mode)
 	}
 	if scratchDir == "" {
 		scratchDir = os.TempDir()
@@ -126,7 +126,7 @@ func (s *Source) sqliteEntry(ctx context.Context, tw *tar.Writer, f *os.File, e 
 		return false, nil
 	}
 	if err != nil {
-		return true, fmt.Errorf("source %q: SQLite database %s: %w (exclude it, or set `sqlite: raw` or `sqlite: skip` on the source)", s.name, e.abs, err)
+		return true, fmt.Errorf("SQLite database %s: %w (exclude it, or set `sqlite: raw` or `sqlite: skip` on the source)", e.abs, err)
 	}
 	defer func() {
 		if rerr := snap.Remove(); rerr != nil {
@@ -135,21 +135,21 @@ func (s *Source) sqliteEntry(ctx context.Context, tw *tar.Writer, f *os.File, e 
 	}()
 	cp, err := os.Open(snap.Path)
 	if err != nil {
-		return true, fmt.Errorf("source %q: copy of %s: %w", s.name, e.abs, err)
+		return true, fmt.Errorf("copy of %s: %w", e.abs, err)
 	}
 	defer cp.Close()
 	info, err := cp.Stat()
 	if err != nil {
-		return true, fmt.Errorf("source %q: copy of %s: %w", s.name, e.abs, err)
+		return true, fmt.Errorf("copy of %s: %w", e.abs, err)
 	}
 	// The header keeps the database file's own mode, owner and mtime; only the size is the
 	// copy's. An unchanged database gives an identical copy, so the tar stays identical.
 	h.Size = info.Size()
 	if err := tw.WriteHeader(h); err != nil {
-		return true, fmt.Errorf("source %q: write %s: %w", s.name, e.rel, err)
+		return true, fmt.Errorf("write %s: %w", e.rel, err)
 	}
 	if _, err := io.CopyBuffer(tw, cp, buf); err != nil {
-		return true, fmt.Errorf("source %q: write %s: %w", s.name, e.rel, err)
+		return true, fmt.Errorf("write %s: %w", e.rel, err)
 	}
 	st.sqlite.copied = append(st.sqlite.copied, e.rel)
 	st.files++

@@ -56,7 +56,7 @@ type Source struct {
 func New(name, root string, exclude []string, log *slog.Logger) (*Source, error) {
 	for _, p := range exclude {
 		if _, err := path.Match(strings.TrimSuffix(p, "/"), ""); err != nil {
-			return nil, fmt.Errorf("source %q: invalid exclude pattern %q: %w", name, p, err)
+			return nil, fmt.Errorf("invalid exclude pattern %q: %w", p, err)
 		}
 	}
 	if log == nil {
@@ -108,14 +108,14 @@ type entry struct {
 func (s *Source) walk(ctx context.Context, fn func(e entry) error) error {
 	info, err := os.Lstat(s.root)
 	if err != nil {
-		return fmt.Errorf("source %q: %w", s.name, err)
+		return fmt.Errorf("%w", err)
 	}
 	if !info.IsDir() {
-		return fmt.Errorf("source %q: %s is not a directory", s.name, s.root)
+		return fmt.Errorf("%s is not a directory", s.root)
 	}
 	return filepath.WalkDir(s.root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
-			return fmt.Errorf("source %q: cannot read %s: %w", s.name, p, unwrapPathErr(err))
+			return fmt.Errorf("cannot read %s: %w", p, unwrapPathErr(err))
 		}
 		if err := ctx.Err(); err != nil {
 			return err
@@ -136,7 +136,7 @@ func (s *Source) walk(ctx context.Context, fn func(e entry) error) error {
 			return nil // deleted since the folder was read
 		}
 		if err != nil {
-			return fmt.Errorf("source %q: stat %s: %w", s.name, p, err)
+			return fmt.Errorf("stat %s: %w", p, err)
 		}
 		return fn(entry{rel: rel, abs: p, info: info})
 	})
@@ -176,7 +176,7 @@ func (s *Source) Snapshot(ctx context.Context, w io.Writer) (map[string]string, 
 		return nil, err
 	}
 	if err := tw.Close(); err != nil {
-		return nil, fmt.Errorf("source %q: finish tar: %w", s.name, err)
+		return nil, fmt.Errorf("finish tar: %w", err)
 	}
 	meta := map[string]string{
 		"files":    strconv.FormatInt(st.files, 10),
@@ -243,7 +243,7 @@ func header(e entry) (*tar.Header, error) {
 func (s *Source) writeEntry(ctx context.Context, tw *tar.Writer, e entry, pf *prefetched, st *stats, buf []byte) error {
 	h, err := header(e)
 	if err != nil {
-		return fmt.Errorf("source %q: %s: %w", s.name, e.abs, err)
+		return fmt.Errorf("%s: %w", e.abs, err)
 	}
 	if h == nil {
 		st.skipped++
@@ -252,7 +252,7 @@ func (s *Source) writeEntry(ctx context.Context, tw *tar.Writer, e entry, pf *pr
 	}
 	if h.Typeflag != tar.TypeReg {
 		if err := tw.WriteHeader(h); err != nil {
-			return fmt.Errorf("source %q: write %s: %w", s.name, e.rel, err)
+			return fmt.Errorf("write %s: %w", e.rel, err)
 		}
 		if h.Typeflag == tar.TypeDir {
 			st.dirs++
@@ -269,7 +269,7 @@ func (s *Source) writeEntry(ctx context.Context, tw *tar.Writer, e entry, pf *pr
 		return nil // deleted since the folder was read: not part of this snapshot
 	}
 	if err != nil {
-		return fmt.Errorf("source %q: cannot read %s: %w", s.name, e.abs, unwrapPathErr(err))
+		return fmt.Errorf("cannot read %s: %w", e.abs, unwrapPathErr(err))
 	}
 	defer f.Close()
 	// Take size and mtime from the open file, so the header matches what we read.
@@ -281,19 +281,19 @@ func (s *Source) writeEntry(ctx context.Context, tw *tar.Writer, e entry, pf *pr
 		return err
 	}
 	if err := tw.WriteHeader(h); err != nil {
-		return fmt.Errorf("source %q: write %s: %w", s.name, e.rel, err)
+		return fmt.Errorf("write %s: %w", e.rel, err)
 	}
 	n, err := io.CopyBuffer(tw, io.LimitReader(ctxReader{ctx, f}, h.Size), buf)
 	if err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		return fmt.Errorf("source %q: cannot read %s: %w", s.name, e.abs, unwrapPathErr(err))
+		return fmt.Errorf("cannot read %s: %w", e.abs, unwrapPathErr(err))
 	}
 	changed := false
 	if n < h.Size { // shrank while read: pad so the archive stays valid, and report it
 		if err := zeroFill(tw, h.Size-n, buf); err != nil {
-			return fmt.Errorf("source %q: write %s: %w", s.name, e.rel, err)
+			return fmt.Errorf("write %s: %w", e.rel, err)
 		}
 		changed = true
 	}
