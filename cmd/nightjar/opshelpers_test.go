@@ -10,16 +10,12 @@ import (
 	"testing"
 )
 
-// opsNightjarCmd returns the CLI built into the test's temp folder (removed with it) as a
-// child process with a clean environment, for what needs a real process: a lock held by
-// another pid, a run killed with SIGKILL, a pseudo-terminal.
+// opsNightjarCmd returns the CLI (built once per test binary, see bins) as a child process
+// with a clean environment, for what needs a real process: a lock held by another pid, a
+// run killed with SIGKILL, a pseudo-terminal.
 func opsNightjarCmd(t *testing.T, env []string, args ...string) *exec.Cmd {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "nightjar")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build nightjar: %v\n%s", err, out)
-	}
-	cmd := exec.Command(bin, args...)
+	cmd := exec.Command(filepath.Join(bins(t), "nightjar"), args...)
 	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir(), "LANG=C.UTF-8"}, env...)
 	return cmd
 }

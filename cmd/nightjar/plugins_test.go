@@ -41,13 +41,14 @@ var builtBins = sync.OnceValues(func() (string, error) {
 	return dir, nil
 })
 
+// bins returns the folder with nightjar and the example plugin, built once per test binary
+// and removed by TestMain.
 func bins(t *testing.T) string {
 	t.Helper()
 	dir, err := builtBins()
 	if err != nil {
 		t.Fatalf("build: %v", err)
 	}
-	t.Cleanup(func() {}) // the folder is removed by TestMain
 	return dir
 }
 
