@@ -70,18 +70,19 @@ func (p *progress) attach(pl *engine.Pipeline) {
 
 func (p *progress) ArtifactStart(spec core.ArtifactSpec, estimate int64, done *atomic.Int64) {
 	name := decor.Name(spec.Name, decor.WCSyncSpaceR)
+	rate := rateDecorator(time.Now())
 	var opts []mpb.BarOption
 	if estimate > 0 {
 		opts = []mpb.BarOption{
 			mpb.PrependDecorators(name, decor.Counters(decor.SizeB1024(0), "% .1f / % .1f")),
-			mpb.AppendDecorators(decor.Percentage(decor.WCSyncSpace), decor.AverageSpeed(decor.SizeB1024(0), "% .1f", decor.WCSyncSpace),
+			mpb.AppendDecorators(decor.Percentage(decor.WCSyncSpace), rate,
 				decor.OnComplete(decor.AverageETA(decor.ET_STYLE_GO, decor.WCSyncSpace), "done")),
 		}
 	} else {
 		estimate = 0 // unknown: the total follows the count
 		opts = []mpb.BarOption{
 			mpb.PrependDecorators(name, decor.Current(decor.SizeB1024(0), "% .1f")),
-			mpb.AppendDecorators(decor.AverageSpeed(decor.SizeB1024(0), "% .1f", decor.WCSyncSpace)),
+			mpb.AppendDecorators(rate),
 		}
 	}
 	bar, err := p.p.Add(estimate, mpb.BarStyle().Build(), opts...)
@@ -94,6 +95,19 @@ func (p *progress) ArtifactStart(spec core.ArtifactSpec, estimate int64, done *a
 	p.mu.Unlock()
 	ab.wg.Add(1)
 	go ab.poll(estimate)
+}
+
+// rateDecorator shows the average rate since start, also on the final frame. (mpb's
+// AverageSpeed only updates while the bar is incomplete, so an artifact that finishes
+// before the first refresh would show no rate at all.)
+func rateDecorator(start time.Time) decor.Decorator {
+	return decor.Any(func(s decor.Statistics) string {
+		secs := time.Since(start).Seconds()
+		if secs <= 0 {
+			return ""
+		}
+		return fmt.Sprintf("% .1f/s", decor.SizeB1024(float64(s.Current)/secs))
+	}, decor.WCSyncSpace)
 }
 
 func (ab *artifactBar) poll(total int64) {
