@@ -3,6 +3,8 @@ package blob_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"hash/crc32"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,8 +14,11 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/nightjar-backup/nightjar/sdk/blob"
+	"github.com/nightjar-backup/nightjar/sdk/blob/blobpb"
 	"github.com/nightjar-backup/nightjar/sdk/blob/blobtest"
 )
 
@@ -62,15 +67,93 @@ func startPluginB(t testing.TB, bin string) (*blob.Client, *plugin.Client) {
 
 func TestConformanceThroughPlugin(t *testing.T) {
 	bin := buildExample(t)
-	blobtest.Run(t, func(t *testing.T) blob.Store {
-		c, _ := startPlugin(t, bin)
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if err := c.Configure(ctx, "test", map[string]any{"root": t.TempDir()}, nil); err != nil {
-			t.Fatal(err)
-		}
-		return c
-	})
+	for _, tc := range []struct {
+		name   string
+		sha256 bool // trailers as a host built before CRC32C trailers sends them
+	}{
+		{name: "crc32c"},
+		{name: "sha256", sha256: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			blobtest.Run(t, func(t *testing.T) blob.Store {
+				c, _ := startPlugin(t, bin)
+				if tc.sha256 {
+					c.UseSHA256()
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				defer cancel()
+				if err := c.Configure(ctx, "test", map[string]any{"root": t.TempDir()}, nil); err != nil {
+					t.Fatal(err)
+				}
+				return c
+			})
+		})
+	}
+}
+
+// TestBadTrailerStoresNothing sends Puts whose trailer does not match the data, as a
+// stream mangled on the way would, and checks that the plugin refuses them and lists
+// nothing.
+func TestBadTrailerStoresNothing(t *testing.T) {
+	bin := buildExample(t)
+	data := []byte("the data that was sent")
+	good := crc32.Checksum(data, crc32.MakeTable(crc32.Castagnoli))
+	goodSHA := sha256.Sum256(data)
+	for _, tc := range []struct {
+		name    string
+		header  *blobpb.PutHeader
+		trailer *blobpb.PutTrailer
+	}{
+		{"crc32c wrong", &blobpb.PutHeader{Checksum: blobpb.Checksum_CHECKSUM_CRC32C},
+			&blobpb.PutTrailer{Size: int64(len(data)), Crc32C: good ^ 1}},
+		{"crc32c missing, sha256 given", &blobpb.PutHeader{Checksum: blobpb.Checksum_CHECKSUM_CRC32C},
+			&blobpb.PutTrailer{Size: int64(len(data)), Sha256: goodSHA[:]}},
+		{"sha256 wrong", &blobpb.PutHeader{},
+			&blobpb.PutTrailer{Size: int64(len(data)), Sha256: make([]byte, 32)}},
+		{"sha256 missing, crc32c given", &blobpb.PutHeader{},
+			&blobpb.PutTrailer{Size: int64(len(data)), Crc32C: good}},
+		{"size short", &blobpb.PutHeader{Checksum: blobpb.Checksum_CHECKSUM_CRC32C},
+			&blobpb.PutTrailer{Size: int64(len(data)) - 1, Crc32C: good}},
+		{"unknown checksum", &blobpb.PutHeader{Checksum: 7},
+			&blobpb.PutTrailer{Size: int64(len(data)), Crc32C: good}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, pc := startPlugin(t, bin)
+			ctx := context.Background()
+			if err := c.Configure(ctx, "test", map[string]any{"root": t.TempDir()}, nil); err != nil {
+				t.Fatal(err)
+			}
+			rpc, err := pc.Client()
+			if err != nil {
+				t.Fatal(err)
+			}
+			raw := blobpb.NewStoreClient(rpc.(*plugin.GRPCClient).Conn)
+			stream, err := raw.Put(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tc.header.Key = "p/obj"
+			for _, m := range []*blobpb.PutRequest{
+				{Msg: &blobpb.PutRequest_Header{Header: tc.header}},
+				{Msg: &blobpb.PutRequest_Chunk{Chunk: data}},
+				{Msg: &blobpb.PutRequest_Trailer{Trailer: tc.trailer}},
+			} {
+				if err := stream.Send(m); err != nil {
+					break // the plugin ended the call; CloseAndRecv has its status
+				}
+			}
+			if _, err := stream.CloseAndRecv(); status.Code(err) != codes.InvalidArgument {
+				t.Fatalf("Put with a bad trailer: %v, want InvalidArgument", err)
+			}
+			var keys []string
+			if err := c.List(ctx, "", func(k string, _ int64) error { keys = append(keys, k); return nil }); err != nil {
+				t.Fatal(err)
+			}
+			if len(keys) != 0 {
+				t.Fatalf("after a refused Put the plugin lists %v", keys)
+			}
+		})
+	}
 }
 
 func TestDescribe(t *testing.T) {
@@ -96,7 +179,7 @@ func TestCallsBeforeConfigureFail(t *testing.T) {
 }
 
 // BenchmarkPutThroughPlugin measures Put throughput into the example plugin (gRPC, mTLS,
-// sha256 on both sides, fsync); compare with plugins/sink/local's BenchmarkPut.
+// CRC32C on both sides, fsync); compare with plugins/sink/local's BenchmarkPut.
 func BenchmarkPutThroughPlugin(b *testing.B) {
 	bin := buildExample(b)
 	c, _ := startPluginB(b, bin)

@@ -3,7 +3,6 @@ package blob
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"hash"
@@ -43,6 +42,9 @@ func (s *server) Describe(context.Context, *blobpb.DescribeRequest) (*blobpb.Des
 	}
 	d.ProtocolVersions = s.versions
 	r, err := describeToWire(d)
+	if r != nil {
+		r.PutChecksums = []blobpb.Checksum{blobpb.Checksum_CHECKSUM_CRC32C}
+	}
 	return r, toStatus(err)
 }
 
@@ -84,7 +86,11 @@ func (s *server) Put(stream blobpb.Store_PutServer) error {
 	if err := ValidateKey(key); err != nil {
 		return toStatus(fmt.Errorf("%w: %v", errInvalid, err))
 	}
-	r := &putReader{stream: stream, sum: sha256.New()}
+	cs := h.GetChecksum()
+	if cs != blobpb.Checksum_CHECKSUM_SHA256 && cs != blobpb.Checksum_CHECKSUM_CRC32C {
+		return toStatus(fmt.Errorf("%w: put %s: unknown checksum %v", errInvalid, key, cs))
+	}
+	r := &putReader{stream: stream, checksum: cs, sum: newChecksum(cs)}
 	n, err := s.store.Put(stream.Context(), key, r)
 	if err != nil {
 		return toStatus(err)
@@ -107,6 +113,7 @@ func (s *server) Put(stream blobpb.Store_PutServer) error {
 type putReader struct {
 	stream   blobpb.Store_PutServer
 	buf      []byte
+	checksum blobpb.Checksum
 	sum      hash.Hash
 	n        int64
 	verified bool
@@ -168,13 +175,28 @@ func (r *putReader) next() error {
 		if m.Trailer.GetSize() != r.n {
 			return fmt.Errorf("%w: put: trailer says %d bytes, %d were received; nothing stored", errInvalid, m.Trailer.GetSize(), r.n)
 		}
-		if !bytes.Equal(m.Trailer.GetSha256(), r.sum.Sum(nil)) {
-			return fmt.Errorf("%w: put: sha256 of the received data does not match the trailer; nothing stored", errInvalid)
+		if !r.matches(m.Trailer) {
+			return fmt.Errorf("%w: put: %s of the received data does not match the trailer; nothing stored", errInvalid, checksumName(r.checksum))
 		}
 		r.verified = true
 		return io.EOF
 	}
 	return fmt.Errorf("%w: put: unexpected message after the header", errInvalid)
+}
+
+// matches reports whether the trailer's checksum is the received data's.
+func (r *putReader) matches(t *blobpb.PutTrailer) bool {
+	if r.checksum == blobpb.Checksum_CHECKSUM_CRC32C {
+		return t.GetCrc32C() == r.sum.(hash.Hash32).Sum32()
+	}
+	return bytes.Equal(t.GetSha256(), r.sum.Sum(nil))
+}
+
+func checksumName(cs blobpb.Checksum) string {
+	if cs == blobpb.Checksum_CHECKSUM_CRC32C {
+		return "crc32c"
+	}
+	return "sha256"
 }
 
 func (s *server) Get(req *blobpb.GetRequest, stream blobpb.Store_GetServer) error {

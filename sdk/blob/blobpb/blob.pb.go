@@ -32,6 +32,55 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// Checksum is how a Put's trailer protects the data between the two SDKs. The TLS channel
+// already authenticates every byte; the checksum catches a stream that was cut short or
+// mangled on either side before the object may become visible.
+type Checksum int32
+
+const (
+	Checksum_CHECKSUM_SHA256 Checksum = 0 // PutTrailer.sha256; the default, what every plugin accepts
+	Checksum_CHECKSUM_CRC32C Checksum = 1 // PutTrailer.crc32c (Castagnoli); only if the plugin lists it
+)
+
+// Enum value maps for Checksum.
+var (
+	Checksum_name = map[int32]string{
+		0: "CHECKSUM_SHA256",
+		1: "CHECKSUM_CRC32C",
+	}
+	Checksum_value = map[string]int32{
+		"CHECKSUM_SHA256": 0,
+		"CHECKSUM_CRC32C": 1,
+	}
+)
+
+func (x Checksum) Enum() *Checksum {
+	p := new(Checksum)
+	*p = x
+	return p
+}
+
+func (x Checksum) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Checksum) Descriptor() protoreflect.EnumDescriptor {
+	return file_blob_v1_blob_proto_enumTypes[0].Descriptor()
+}
+
+func (Checksum) Type() protoreflect.EnumType {
+	return &file_blob_v1_blob_proto_enumTypes[0]
+}
+
+func (x Checksum) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Checksum.Descriptor instead.
+func (Checksum) EnumDescriptor() ([]byte, []int) {
+	return file_blob_v1_blob_proto_rawDescGZIP(), []int{0}
+}
+
 type Kind int32
 
 const (
@@ -83,11 +132,11 @@ func (x Kind) String() string {
 }
 
 func (Kind) Descriptor() protoreflect.EnumDescriptor {
-	return file_blob_v1_blob_proto_enumTypes[0].Descriptor()
+	return file_blob_v1_blob_proto_enumTypes[1].Descriptor()
 }
 
 func (Kind) Type() protoreflect.EnumType {
-	return &file_blob_v1_blob_proto_enumTypes[0]
+	return &file_blob_v1_blob_proto_enumTypes[1]
 }
 
 func (x Kind) Number() protoreflect.EnumNumber {
@@ -96,7 +145,7 @@ func (x Kind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Kind.Descriptor instead.
 func (Kind) EnumDescriptor() ([]byte, []int) {
-	return file_blob_v1_blob_proto_rawDescGZIP(), []int{0}
+	return file_blob_v1_blob_proto_rawDescGZIP(), []int{1}
 }
 
 type DescribeRequest struct {
@@ -142,8 +191,11 @@ type DescribeResponse struct {
 	ProtocolVersions []uint32               `protobuf:"varint,3,rep,packed,name=protocol_versions,json=protocolVersions,proto3" json:"protocol_versions,omitempty"` // blob protocol versions it speaks, e.g. [1]
 	Fields           []*Field               `protobuf:"bytes,4,rep,name=fields,proto3" json:"fields,omitempty"`                                                     // its config schema
 	Doc              string                 `protobuf:"bytes,5,opt,name=doc,proto3" json:"doc,omitempty"`                                                           // one paragraph for docs and `nightjar plugins`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// Put checksums it verifies besides CHECKSUM_SHA256, which every plugin accepts. A
+	// plugin built with an SDK older than this field sends none, so nightjar uses sha256.
+	PutChecksums  []Checksum `protobuf:"varint,6,rep,packed,name=put_checksums,json=putChecksums,proto3,enum=blob.v1.Checksum" json:"put_checksums,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *DescribeResponse) Reset() {
@@ -209,6 +261,13 @@ func (x *DescribeResponse) GetDoc() string {
 		return x.Doc
 	}
 	return ""
+}
+
+func (x *DescribeResponse) GetPutChecksums() []Checksum {
+	if x != nil {
+		return x.PutChecksums
+	}
+	return nil
 }
 
 type Field struct {
@@ -758,6 +817,7 @@ func (*PutRequest_Trailer) isPutRequest_Msg() {}
 type PutHeader struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Key           string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Checksum      Checksum               `protobuf:"varint,2,opt,name=checksum,proto3,enum=blob.v1.Checksum" json:"checksum,omitempty"` // which checksum the trailer carries; sha256 when unset
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -799,10 +859,18 @@ func (x *PutHeader) GetKey() string {
 	return ""
 }
 
+func (x *PutHeader) GetChecksum() Checksum {
+	if x != nil {
+		return x.Checksum
+	}
+	return Checksum_CHECKSUM_SHA256
+}
+
 type PutTrailer struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Size          int64                  `protobuf:"varint,1,opt,name=size,proto3" json:"size,omitempty"`
-	Sha256        []byte                 `protobuf:"bytes,2,opt,name=sha256,proto3" json:"sha256,omitempty"` // 32 bytes
+	Sha256        []byte                 `protobuf:"bytes,2,opt,name=sha256,proto3" json:"sha256,omitempty"`   // 32 bytes, with CHECKSUM_SHA256
+	Crc32C        uint32                 `protobuf:"fixed32,3,opt,name=crc32c,proto3" json:"crc32c,omitempty"` // with CHECKSUM_CRC32C
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -849,6 +917,13 @@ func (x *PutTrailer) GetSha256() []byte {
 		return x.Sha256
 	}
 	return nil
+}
+
+func (x *PutTrailer) GetCrc32C() uint32 {
+	if x != nil {
+		return x.Crc32C
+	}
+	return 0
 }
 
 type PutResponse struct {
@@ -1216,13 +1291,14 @@ var File_blob_v1_blob_proto protoreflect.FileDescriptor
 const file_blob_v1_blob_proto_rawDesc = "" +
 	"\n" +
 	"\x12blob/v1/blob.proto\x12\ablob.v1\"\x11\n" +
-	"\x0fDescribeRequest\"\xa7\x01\n" +
+	"\x0fDescribeRequest\"\xdf\x01\n" +
 	"\x10DescribeResponse\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12+\n" +
 	"\x11protocol_versions\x18\x03 \x03(\rR\x10protocolVersions\x12&\n" +
 	"\x06fields\x18\x04 \x03(\v2\x0e.blob.v1.FieldR\x06fields\x12\x10\n" +
-	"\x03doc\x18\x05 \x01(\tR\x03doc\"\xdc\x01\n" +
+	"\x03doc\x18\x05 \x01(\tR\x03doc\x126\n" +
+	"\rput_checksums\x18\x06 \x03(\x0e2\x11.blob.v1.ChecksumR\fputChecksums\"\xdc\x01\n" +
 	"\x05Field\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12!\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\r.blob.v1.KindR\x04kind\x12\x1a\n" +
@@ -1268,13 +1344,15 @@ const file_blob_v1_blob_proto_rawDesc = "" +
 	"\x06header\x18\x01 \x01(\v2\x12.blob.v1.PutHeaderH\x00R\x06header\x12\x16\n" +
 	"\x05chunk\x18\x02 \x01(\fH\x00R\x05chunk\x12/\n" +
 	"\atrailer\x18\x03 \x01(\v2\x13.blob.v1.PutTrailerH\x00R\atrailerB\x05\n" +
-	"\x03msg\"\x1d\n" +
+	"\x03msg\"L\n" +
 	"\tPutHeader\x12\x10\n" +
-	"\x03key\x18\x01 \x01(\tR\x03key\"8\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12-\n" +
+	"\bchecksum\x18\x02 \x01(\x0e2\x11.blob.v1.ChecksumR\bchecksum\"P\n" +
 	"\n" +
 	"PutTrailer\x12\x12\n" +
 	"\x04size\x18\x01 \x01(\x03R\x04size\x12\x16\n" +
-	"\x06sha256\x18\x02 \x01(\fR\x06sha256\"!\n" +
+	"\x06sha256\x18\x02 \x01(\fR\x06sha256\x12\x16\n" +
+	"\x06crc32c\x18\x03 \x01(\aR\x06crc32c\"!\n" +
 	"\vPutResponse\x12\x12\n" +
 	"\x04size\x18\x01 \x01(\x03R\x04size\"6\n" +
 	"\n" +
@@ -1292,7 +1370,10 @@ const file_blob_v1_blob_proto_rawDesc = "" +
 	"\aentries\x18\x01 \x03(\v2\x12.blob.v1.ListEntryR\aentries\"!\n" +
 	"\rDeleteRequest\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\"\x10\n" +
-	"\x0eDeleteResponse*\xa3\x01\n" +
+	"\x0eDeleteResponse*4\n" +
+	"\bChecksum\x12\x13\n" +
+	"\x0fCHECKSUM_SHA256\x10\x00\x12\x13\n" +
+	"\x0fCHECKSUM_CRC32C\x10\x01*\xa3\x01\n" +
 	"\x04Kind\x12\x14\n" +
 	"\x10KIND_UNSPECIFIED\x10\x00\x12\x0f\n" +
 	"\vKIND_STRING\x10\x01\x12\r\n" +
@@ -1324,63 +1405,66 @@ func file_blob_v1_blob_proto_rawDescGZIP() []byte {
 	return file_blob_v1_blob_proto_rawDescData
 }
 
-var file_blob_v1_blob_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_blob_v1_blob_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
 var file_blob_v1_blob_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_blob_v1_blob_proto_goTypes = []any{
-	(Kind)(0),                 // 0: blob.v1.Kind
-	(*DescribeRequest)(nil),   // 1: blob.v1.DescribeRequest
-	(*DescribeResponse)(nil),  // 2: blob.v1.DescribeResponse
-	(*Field)(nil),             // 3: blob.v1.Field
-	(*StringList)(nil),        // 4: blob.v1.StringList
-	(*StringMap)(nil),         // 5: blob.v1.StringMap
-	(*Value)(nil),             // 6: blob.v1.Value
-	(*ConfigureRequest)(nil),  // 7: blob.v1.ConfigureRequest
-	(*ConfigureResponse)(nil), // 8: blob.v1.ConfigureResponse
-	(*PutRequest)(nil),        // 9: blob.v1.PutRequest
-	(*PutHeader)(nil),         // 10: blob.v1.PutHeader
-	(*PutTrailer)(nil),        // 11: blob.v1.PutTrailer
-	(*PutResponse)(nil),       // 12: blob.v1.PutResponse
-	(*GetRequest)(nil),        // 13: blob.v1.GetRequest
-	(*GetResponse)(nil),       // 14: blob.v1.GetResponse
-	(*ListRequest)(nil),       // 15: blob.v1.ListRequest
-	(*ListEntry)(nil),         // 16: blob.v1.ListEntry
-	(*ListResponse)(nil),      // 17: blob.v1.ListResponse
-	(*DeleteRequest)(nil),     // 18: blob.v1.DeleteRequest
-	(*DeleteResponse)(nil),    // 19: blob.v1.DeleteResponse
-	nil,                       // 20: blob.v1.StringMap.ValuesEntry
-	nil,                       // 21: blob.v1.ConfigureRequest.ConfigEntry
-	nil,                       // 22: blob.v1.ConfigureRequest.SecretsEntry
+	(Checksum)(0),             // 0: blob.v1.Checksum
+	(Kind)(0),                 // 1: blob.v1.Kind
+	(*DescribeRequest)(nil),   // 2: blob.v1.DescribeRequest
+	(*DescribeResponse)(nil),  // 3: blob.v1.DescribeResponse
+	(*Field)(nil),             // 4: blob.v1.Field
+	(*StringList)(nil),        // 5: blob.v1.StringList
+	(*StringMap)(nil),         // 6: blob.v1.StringMap
+	(*Value)(nil),             // 7: blob.v1.Value
+	(*ConfigureRequest)(nil),  // 8: blob.v1.ConfigureRequest
+	(*ConfigureResponse)(nil), // 9: blob.v1.ConfigureResponse
+	(*PutRequest)(nil),        // 10: blob.v1.PutRequest
+	(*PutHeader)(nil),         // 11: blob.v1.PutHeader
+	(*PutTrailer)(nil),        // 12: blob.v1.PutTrailer
+	(*PutResponse)(nil),       // 13: blob.v1.PutResponse
+	(*GetRequest)(nil),        // 14: blob.v1.GetRequest
+	(*GetResponse)(nil),       // 15: blob.v1.GetResponse
+	(*ListRequest)(nil),       // 16: blob.v1.ListRequest
+	(*ListEntry)(nil),         // 17: blob.v1.ListEntry
+	(*ListResponse)(nil),      // 18: blob.v1.ListResponse
+	(*DeleteRequest)(nil),     // 19: blob.v1.DeleteRequest
+	(*DeleteResponse)(nil),    // 20: blob.v1.DeleteResponse
+	nil,                       // 21: blob.v1.StringMap.ValuesEntry
+	nil,                       // 22: blob.v1.ConfigureRequest.ConfigEntry
+	nil,                       // 23: blob.v1.ConfigureRequest.SecretsEntry
 }
 var file_blob_v1_blob_proto_depIdxs = []int32{
-	3,  // 0: blob.v1.DescribeResponse.fields:type_name -> blob.v1.Field
-	0,  // 1: blob.v1.Field.kind:type_name -> blob.v1.Kind
-	6,  // 2: blob.v1.Field.default:type_name -> blob.v1.Value
-	20, // 3: blob.v1.StringMap.values:type_name -> blob.v1.StringMap.ValuesEntry
-	4,  // 4: blob.v1.Value.strings:type_name -> blob.v1.StringList
-	5,  // 5: blob.v1.Value.string_map:type_name -> blob.v1.StringMap
-	21, // 6: blob.v1.ConfigureRequest.config:type_name -> blob.v1.ConfigureRequest.ConfigEntry
-	22, // 7: blob.v1.ConfigureRequest.secrets:type_name -> blob.v1.ConfigureRequest.SecretsEntry
-	10, // 8: blob.v1.PutRequest.header:type_name -> blob.v1.PutHeader
-	11, // 9: blob.v1.PutRequest.trailer:type_name -> blob.v1.PutTrailer
-	16, // 10: blob.v1.ListResponse.entries:type_name -> blob.v1.ListEntry
-	6,  // 11: blob.v1.ConfigureRequest.ConfigEntry.value:type_name -> blob.v1.Value
-	1,  // 12: blob.v1.Store.Describe:input_type -> blob.v1.DescribeRequest
-	7,  // 13: blob.v1.Store.Configure:input_type -> blob.v1.ConfigureRequest
-	9,  // 14: blob.v1.Store.Put:input_type -> blob.v1.PutRequest
-	13, // 15: blob.v1.Store.Get:input_type -> blob.v1.GetRequest
-	15, // 16: blob.v1.Store.List:input_type -> blob.v1.ListRequest
-	18, // 17: blob.v1.Store.Delete:input_type -> blob.v1.DeleteRequest
-	2,  // 18: blob.v1.Store.Describe:output_type -> blob.v1.DescribeResponse
-	8,  // 19: blob.v1.Store.Configure:output_type -> blob.v1.ConfigureResponse
-	12, // 20: blob.v1.Store.Put:output_type -> blob.v1.PutResponse
-	14, // 21: blob.v1.Store.Get:output_type -> blob.v1.GetResponse
-	17, // 22: blob.v1.Store.List:output_type -> blob.v1.ListResponse
-	19, // 23: blob.v1.Store.Delete:output_type -> blob.v1.DeleteResponse
-	18, // [18:24] is the sub-list for method output_type
-	12, // [12:18] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	4,  // 0: blob.v1.DescribeResponse.fields:type_name -> blob.v1.Field
+	0,  // 1: blob.v1.DescribeResponse.put_checksums:type_name -> blob.v1.Checksum
+	1,  // 2: blob.v1.Field.kind:type_name -> blob.v1.Kind
+	7,  // 3: blob.v1.Field.default:type_name -> blob.v1.Value
+	21, // 4: blob.v1.StringMap.values:type_name -> blob.v1.StringMap.ValuesEntry
+	5,  // 5: blob.v1.Value.strings:type_name -> blob.v1.StringList
+	6,  // 6: blob.v1.Value.string_map:type_name -> blob.v1.StringMap
+	22, // 7: blob.v1.ConfigureRequest.config:type_name -> blob.v1.ConfigureRequest.ConfigEntry
+	23, // 8: blob.v1.ConfigureRequest.secrets:type_name -> blob.v1.ConfigureRequest.SecretsEntry
+	11, // 9: blob.v1.PutRequest.header:type_name -> blob.v1.PutHeader
+	12, // 10: blob.v1.PutRequest.trailer:type_name -> blob.v1.PutTrailer
+	0,  // 11: blob.v1.PutHeader.checksum:type_name -> blob.v1.Checksum
+	17, // 12: blob.v1.ListResponse.entries:type_name -> blob.v1.ListEntry
+	7,  // 13: blob.v1.ConfigureRequest.ConfigEntry.value:type_name -> blob.v1.Value
+	2,  // 14: blob.v1.Store.Describe:input_type -> blob.v1.DescribeRequest
+	8,  // 15: blob.v1.Store.Configure:input_type -> blob.v1.ConfigureRequest
+	10, // 16: blob.v1.Store.Put:input_type -> blob.v1.PutRequest
+	14, // 17: blob.v1.Store.Get:input_type -> blob.v1.GetRequest
+	16, // 18: blob.v1.Store.List:input_type -> blob.v1.ListRequest
+	19, // 19: blob.v1.Store.Delete:input_type -> blob.v1.DeleteRequest
+	3,  // 20: blob.v1.Store.Describe:output_type -> blob.v1.DescribeResponse
+	9,  // 21: blob.v1.Store.Configure:output_type -> blob.v1.ConfigureResponse
+	13, // 22: blob.v1.Store.Put:output_type -> blob.v1.PutResponse
+	15, // 23: blob.v1.Store.Get:output_type -> blob.v1.GetResponse
+	18, // 24: blob.v1.Store.List:output_type -> blob.v1.ListResponse
+	20, // 25: blob.v1.Store.Delete:output_type -> blob.v1.DeleteResponse
+	20, // [20:26] is the sub-list for method output_type
+	14, // [14:20] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_blob_v1_blob_proto_init() }
@@ -1407,7 +1491,7 @@ func file_blob_v1_blob_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_blob_v1_blob_proto_rawDesc), len(file_blob_v1_blob_proto_rawDesc)),
-			NumEnums:      1,
+			NumEnums:      2,
 			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   1,

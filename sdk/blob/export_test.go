@@ -1,0 +1,12 @@
+package blob
+
+import "github.com/nightjar-backup/nightjar/sdk/blob/blobpb"
+
+// UseSHA256 makes c send sha256 trailers, as a host built with an SDK older than CRC32C
+// trailers does.
+func (c *Client) UseSHA256() {
+	cs := blobpb.Checksum_CHECKSUM_SHA256
+	c.mu.Lock()
+	c.checksum = &cs
+	c.mu.Unlock()
+}
