@@ -110,7 +110,7 @@ func nightly(last time.Time, n int) []core.SnapshotID {
 
 func newHost(t *testing.T) *retention.Host {
 	t.Helper()
-	h, err := retention.NewHost(t.TempDir(), map[string][]byte{"hostile": hostileWasm})
+	h, err := retention.NewHost(t.TempDir(), map[string]retention.Builtin{"hostile": {Module: hostileWasm}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -337,5 +337,77 @@ func TestCompilationCache(t *testing.T) {
 	})
 	if files == 0 {
 		t.Fatal("no compiled module in the cache folder")
+	}
+}
+
+// TestBoundedBuiltin: a Bounded built-in runs without interruption checks, in a cache of its
+// own, and its time limit and cancellation still refuse its result; a module is Bounded only
+// when its bytes are the built-in's, never by name.
+func TestBoundedBuiltin(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	bounded := map[string]retention.Builtin{"hostile": {Module: hostileWasm, Bounded: true}}
+	evaluate := func(t *testing.T, h *retention.Host, ctx context.Context, mode string, lim retention.Limits) error {
+		t.Helper()
+		pol, err := h.Compile(ctx, "hostile", hostileWasm, lim)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer pol.Close(context.Background())
+		sink := newMemSink(nightly(last, 10)...)
+		_, err = retention.Prepare(ctx, retention.Request{
+			Pipeline: "p", SinkName: "mem", Sink: sink, Policy: pol, Now: last.Add(time.Hour),
+			Settings: retention.Settings{Policy: "hostile", Params: map[string]any{"mode": mode}},
+		})
+		if len(sink.deleted) != 0 {
+			t.Fatalf("mode %s: deleted %v", mode, sink.deleted)
+		}
+		return err
+	}
+	h, err := retention.NewHost(dir, bounded)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close(ctx)
+
+	if err := evaluate(t, h, ctx, "keepall", retention.Limits{}); err != nil {
+		t.Fatalf("bounded built-in: %v", err)
+	}
+	err = evaluate(t, h, ctx, "keepall", retention.Limits{Timeout: time.Nanosecond})
+	if err == nil || !strings.Contains(err.Error(), "time limit 1ns exceeded") || !strings.Contains(err.Error(), "nothing deleted") {
+		t.Fatalf("bounded built-in past its time limit: %v; want the limit named and nothing deleted", err)
+	}
+	canceled, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := evaluate(t, h, canceled, "keepall", retention.Limits{}); err == nil || !strings.Contains(err.Error(), "canceled") {
+		t.Fatalf("bounded built-in, canceled: %v", err)
+	}
+	if err := evaluate(t, h, ctx, "panic", retention.Limits{}); err == nil || !strings.Contains(err.Error(), "exited with status 2") {
+		t.Fatalf("bounded built-in that panics: %v", err)
+	}
+	if fis, err := os.ReadDir(filepath.Join(dir, "bounded")); err != nil || len(fis) == 0 {
+		t.Fatalf("no bounded compilation cache in %s: %v", dir, err)
+	}
+
+	// The same bytes, not registered as Bounded, in a host on the same cache folder: the
+	// module compiled with the checks is used, so an endless loop is stopped.
+	checked, err := retention.NewHost(dir, map[string]retention.Builtin{"hostile": {Module: hostileWasm}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer checked.Close(ctx)
+	if err := evaluate(t, checked, ctx, "loop", retention.Limits{Timeout: 200 * time.Millisecond}); err == nil || !strings.Contains(err.Error(), "stopped after") {
+		t.Fatalf("checked module from a shared cache folder: %v", err)
+	}
+	// A Bounded built-in of other bytes under the same name does not make this module Bounded.
+	other := append([]byte(nil), hostileWasm...)
+	other = append(other, 0, 4, 3, 'x', 'y', 'z') // a custom section "xyz": same code, other bytes
+	byName, err := retention.NewHost(dir, map[string]retention.Builtin{"hostile": {Module: other, Bounded: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer byName.Close(ctx)
+	if err := evaluate(t, byName, ctx, "loop", retention.Limits{Timeout: 200 * time.Millisecond}); err == nil || !strings.Contains(err.Error(), "stopped after") {
+		t.Fatalf("module named like a Bounded built-in: %v", err)
 	}
 }

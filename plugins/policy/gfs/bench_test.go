@@ -45,7 +45,7 @@ func BenchmarkGFSWasmCold(b *testing.B) {
 	in := benchInput(10000)
 	ctx := context.Background()
 	for b.Loop() {
-		h, err := retention.NewHost(b.TempDir(), nil)
+		h, err := retention.NewHost(b.TempDir(), builtins())
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -60,14 +60,14 @@ func BenchmarkGFSWasmWarm(b *testing.B) {
 	in := benchInput(10000)
 	ctx := context.Background()
 	dir := b.TempDir()
-	h, err := retention.NewHost(dir, nil)
+	h, err := retention.NewHost(dir, builtins())
 	if err != nil {
 		b.Fatal(err)
 	}
 	evalOnce(b, h, in) // fills the cache
 	h.Close(ctx)
 	for b.Loop() {
-		h, err := retention.NewHost(dir, nil)
+		h, err := retention.NewHost(dir, builtins())
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -77,9 +77,15 @@ func BenchmarkGFSWasmWarm(b *testing.B) {
 }
 
 // BenchmarkGFSWasmEvaluate reuses one compiled module: instantiation and the run only.
-func BenchmarkGFSWasmEvaluate(b *testing.B) {
+func BenchmarkGFSWasmEvaluate(b *testing.B) { benchEvaluate(b, builtins()) }
+
+// BenchmarkGFSWasmEvaluateChecked is the same module run as any user's module is, with the
+// interruption checks (not registered as a Bounded built-in).
+func BenchmarkGFSWasmEvaluateChecked(b *testing.B) { benchEvaluate(b, nil) }
+
+func benchEvaluate(b *testing.B, builtins map[string]retention.Builtin) {
 	in := benchInput(10000)
-	h, err := retention.NewHost("", nil)
+	h, err := retention.NewHost("", builtins)
 	if err != nil {
 		b.Fatal(err)
 	}

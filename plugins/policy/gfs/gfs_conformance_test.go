@@ -46,6 +46,12 @@ func loadConformance(t testing.TB) ([]retention.Snapshot, []conformanceCase) {
 	return snaps.Snapshots, cases
 }
 
+// builtins registers gfs as the nightjar binary does: a Bounded built-in, run without the
+// interruption checks.
+func builtins() map[string]retention.Builtin {
+	return map[string]retention.Builtin{gfs.Name: {Module: gfs.Module, Bounded: true}}
+}
+
 func compileGFS(t testing.TB, h *retention.Host) *retention.Policy {
 	t.Helper()
 	p, err := h.Compile(context.Background(), gfs.Name, gfs.Module, retention.Limits{})
@@ -61,7 +67,7 @@ func compileGFS(t testing.TB, h *retention.Host) *retention.Policy {
 // reason must equal restic's.
 func TestResticConformance(t *testing.T) {
 	snaps, cases := loadConformance(t)
-	h, err := retention.NewHost(t.TempDir(), nil)
+	h, err := retention.NewHost(t.TempDir(), builtins())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -204,7 +204,7 @@ func TestAgainstRestic(t *testing.T) {
 			if len(snaps) != tc.n {
 				t.Fatalf("restic has %d snapshots, want %d", len(snaps), tc.n)
 			}
-			h, err := retention.NewHost(t.TempDir(), nil)
+			h, err := retention.NewHost(t.TempDir(), builtins())
 			if err != nil {
 				t.Fatal(err)
 			}
