@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"syscall"
 	"testing"
 	"time"
 
@@ -66,6 +67,7 @@ func BenchmarkGFSWasmWarm(b *testing.B) {
 	}
 	evalOnce(b, h, in) // fills the cache
 	h.Close(ctx)
+	defer reportCPU(b)()
 	for b.Loop() {
 		h, err := retention.NewHost(dir, builtins())
 		if err != nil {
@@ -95,11 +97,28 @@ func benchEvaluate(b *testing.B, builtins map[string]retention.Builtin) {
 		b.Fatal(err)
 	}
 	defer p.Close(context.Background())
+	defer reportCPU(b)()
 	for b.Loop() {
 		if _, err := p.Evaluate(context.Background(), in); err != nil {
 			b.Fatal(err)
 		}
 	}
+}
+
+// reportCPU adds the process's CPU time (user+sys, all threads) per iteration to the
+// results as cpu-ms/op: on a shared machine it varies less than the wall time. Call the
+// function it returns after the loop.
+func reportCPU(b *testing.B) func() {
+	start := cpuTime(b)
+	return func() { b.ReportMetric(float64(cpuTime(b)-start)/1e6/float64(b.N), "cpu-ms/op") }
+}
+
+func cpuTime(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func evalOnce(b *testing.B, h *retention.Host, in *retention.Input) {
