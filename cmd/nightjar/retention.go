@@ -14,11 +14,9 @@ import (
 	"github.com/nightjar-backup/nightjar/plugins/policy/gfs"
 )
 
-// builtinPolicies are the policies embedded in the binary, by name. gfs is Bounded: its
-// loops are bounded by its input (see the gfs package doc), so it runs without wazero's
-// interruption checks.
+// builtinPolicies are the policies embedded in the binary, by name.
 func builtinPolicies() map[string]retention.Builtin {
-	return map[string]retention.Builtin{gfs.Name: {Module: gfs.Module, Bounded: true}}
+	return map[string]retention.Builtin{gfs.Name: gfs.Builtin()}
 }
 
 // newPolicyHost returns a policy host whose compilation cache is in stateDir.

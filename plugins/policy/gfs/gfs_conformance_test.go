@@ -46,10 +46,9 @@ func loadConformance(t testing.TB) ([]retention.Snapshot, []conformanceCase) {
 	return snaps.Snapshots, cases
 }
 
-// builtins registers gfs as the nightjar binary does: a Bounded built-in, run without the
-// interruption checks.
+// builtins registers gfs as the nightjar binary does.
 func builtins() map[string]retention.Builtin {
-	return map[string]retention.Builtin{gfs.Name: {Module: gfs.Module, Bounded: true}}
+	return map[string]retention.Builtin{gfs.Name: gfs.Builtin()}
 }
 
 func compileGFS(t testing.TB, h *retention.Host) *retention.Policy {
