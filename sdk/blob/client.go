@@ -2,11 +2,8 @@ package blob
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
-	"hash"
-	"hash/crc32"
 	"io"
 	"slices"
 	"sort"
@@ -126,7 +123,7 @@ func (c *Client) Put(ctx context.Context, key string, r io.Reader) (int64, error
 	if err := stream.Send(&blobpb.PutRequest{Msg: &blobpb.PutRequest_Header{Header: &blobpb.PutHeader{Key: key, Checksum: cs}}}); err != nil {
 		return 0, c.putFailed(stream, key, err)
 	}
-	sum := newChecksum(cs)
+	sum := newPutSum(cs)
 	buf := make([]byte, ChunkSize)
 	var n int64
 	for {
@@ -149,11 +146,7 @@ func (c *Client) Put(ctx context.Context, key string, r io.Reader) (int64, error
 		}
 	}
 	trailer := &blobpb.PutTrailer{Size: n}
-	if cs == blobpb.Checksum_CHECKSUM_CRC32C {
-		trailer.Crc32C = sum.(hash.Hash32).Sum32()
-	} else {
-		trailer.Sha256 = sum.Sum(nil)
-	}
+	sum.seal(trailer)
 	if err := stream.Send(&blobpb.PutRequest{Msg: &blobpb.PutRequest_Trailer{Trailer: trailer}}); err != nil {
 		return n, c.putFailed(stream, key, err)
 	}
@@ -165,15 +158,6 @@ func (c *Client) Put(ctx context.Context, key string, r io.Reader) (int64, error
 		return n, fmt.Errorf("put %s: the plugin stored %d bytes, %d were sent", key, resp.GetSize(), n)
 	}
 	return n, nil
-}
-
-// newChecksum returns the hash that cs names; an unknown value is taken as sha256, the
-// protocol's default.
-func newChecksum(cs blobpb.Checksum) hash.Hash {
-	if cs == blobpb.Checksum_CHECKSUM_CRC32C {
-		return crc32.New(crc32.MakeTable(crc32.Castagnoli))
-	}
-	return sha256.New()
 }
 
 // putFailed fetches the stream's real status: Send reports only io.EOF when the server has

@@ -1,11 +1,9 @@
 package blob
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"sync/atomic"
 
@@ -90,7 +88,7 @@ func (s *server) Put(stream blobpb.Store_PutServer) error {
 	if cs != blobpb.Checksum_CHECKSUM_SHA256 && cs != blobpb.Checksum_CHECKSUM_CRC32C {
 		return toStatus(fmt.Errorf("%w: put %s: unknown checksum %v", errInvalid, key, cs))
 	}
-	r := &putReader{stream: stream, checksum: cs, sum: newChecksum(cs)}
+	r := &putReader{stream: stream, sum: newPutSum(cs)}
 	n, err := s.store.Put(stream.Context(), key, r)
 	if err != nil {
 		return toStatus(err)
@@ -113,8 +111,7 @@ func (s *server) Put(stream blobpb.Store_PutServer) error {
 type putReader struct {
 	stream   blobpb.Store_PutServer
 	buf      []byte
-	checksum blobpb.Checksum
-	sum      hash.Hash
+	sum      *putSum
 	n        int64
 	verified bool
 	err      error
@@ -175,28 +172,13 @@ func (r *putReader) next() error {
 		if m.Trailer.GetSize() != r.n {
 			return fmt.Errorf("%w: put: trailer says %d bytes, %d were received; nothing stored", errInvalid, m.Trailer.GetSize(), r.n)
 		}
-		if !r.matches(m.Trailer) {
-			return fmt.Errorf("%w: put: %s of the received data does not match the trailer; nothing stored", errInvalid, checksumName(r.checksum))
+		if !r.sum.matches(m.Trailer) {
+			return fmt.Errorf("%w: put: %s of the received data does not match the trailer; nothing stored", errInvalid, r.sum)
 		}
 		r.verified = true
 		return io.EOF
 	}
 	return fmt.Errorf("%w: put: unexpected message after the header", errInvalid)
-}
-
-// matches reports whether the trailer's checksum is the received data's.
-func (r *putReader) matches(t *blobpb.PutTrailer) bool {
-	if r.checksum == blobpb.Checksum_CHECKSUM_CRC32C {
-		return t.GetCrc32C() == r.sum.(hash.Hash32).Sum32()
-	}
-	return bytes.Equal(t.GetSha256(), r.sum.Sum(nil))
-}
-
-func checksumName(cs blobpb.Checksum) string {
-	if cs == blobpb.Checksum_CHECKSUM_CRC32C {
-		return "crc32c"
-	}
-	return "sha256"
 }
 
 func (s *server) Get(req *blobpb.GetRequest, stream blobpb.Store_GetServer) error {
