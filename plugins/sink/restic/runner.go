@@ -70,6 +70,7 @@ func (r *runner) start(ctx context.Context, args []string, stdin bool, stdout io
 		if perr != nil {
 			return nil, nil, nil, fmt.Errorf("restic %s: %w", p.sub, perr)
 		}
+		growPipe(pw)
 		cmd.Stdin, in = pr, pw
 		closeOnStart, closeOnFail = append(closeOnStart, pr), append(closeOnFail, pw)
 	}
