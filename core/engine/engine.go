@@ -373,6 +373,6 @@ func runArtifact(ctx context.Context, p *Pipeline, id core.SnapshotID, src core.
 	rawArt.Object, rawArt.StoredSize, rawArt.StoredSHA256, rawArt.Transforms = spec.Filename, raw.n, rawSum, []map[string]string{}
 	record(rawFan, rawArt)
 	record(blobFan, blobArt)
-	log.Info("artifact stored", "artifact", spec.Name, "raw_bytes", raw.n, "stored_bytes", stored.n)
+	log.Info("artifact stored", "artifact", spec.Name, "raw_bytes", raw.n, "stored_bytes", blobArt.StoredSize)
 	return blobArt, nil
 }
