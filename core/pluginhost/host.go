@@ -56,6 +56,7 @@ type Plugin struct {
 	Path  string
 	Desc  blob.Description
 	pc    *plugin.Client
+	ring  *blob.Ring // Put data goes through it, not through gRPC
 	store *blob.Client
 	pid   int
 }
@@ -73,9 +74,13 @@ func (h *Host) Start(ctx context.Context, typ, path string, s core.PluginSetting
 	cmd := exec.Command(path)
 	cmd.SysProcAttr = procAttr()
 	cmd.Dir = filepath.Dir(path)
+	ring, err := blob.AttachRing(cmd)
+	if err != nil {
+		return nil, fmt.Errorf("plugin %s (sink type %q): %w", path, typ, err)
+	}
 	cfg := &plugin.ClientConfig{
 		HandshakeConfig:  blob.Handshake(),
-		VersionedPlugins: map[int]plugin.PluginSet{blob.ProtocolVersion: {blob.PluginName: &blob.GRPCPlugin{}}},
+		VersionedPlugins: map[int]plugin.PluginSet{blob.ProtocolVersion: {blob.PluginName: &blob.GRPCPlugin{Ring: ring}}},
 		Cmd:              cmd,
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		GRPCDialOptions:  blob.DialOptions(),
@@ -89,10 +94,11 @@ func (h *Host) Start(ctx context.Context, typ, path string, s core.PluginSetting
 		cfg.SecureConfig = &plugin.SecureConfig{Checksum: pin, Hash: sha256.New()}
 	}
 	pc := plugin.NewClient(cfg)
-	p := &Plugin{Type: typ, Path: path, pc: pc}
+	p := &Plugin{Type: typ, Path: path, pc: pc, ring: ring}
 	rpc, err := pc.Client()
+	ring.Started()
 	if err != nil {
-		pc.Kill()
+		p.Close()
 		return nil, startError(typ, path, err)
 	}
 	if rc := pc.ReattachConfig(); rc != nil {
@@ -100,7 +106,7 @@ func (h *Host) Start(ctx context.Context, typ, path string, s core.PluginSetting
 	}
 	raw, err := rpc.Dispense(blob.PluginName)
 	if err != nil {
-		pc.Kill()
+		p.Close()
 		return nil, fmt.Errorf("%s: %w", p.label(), err)
 	}
 	p.store = raw.(*blob.Client)
@@ -108,16 +114,16 @@ func (h *Host) Start(ctx context.Context, typ, path string, s core.PluginSetting
 	defer cancel()
 	p.Desc, err = p.store.Describe(dctx)
 	if err != nil {
-		pc.Kill()
+		p.Close()
 		return nil, p.wrap(err)
 	}
 	if !slices.Contains(p.Desc.ProtocolVersions, blob.ProtocolVersion) {
-		pc.Kill()
+		p.Close()
 		return nil, fmt.Errorf("%s: it describes blob protocol versions %v; this nightjar speaks version %d", p.label(), p.Desc.ProtocolVersions, blob.ProtocolVersion)
 	}
 	for _, f := range p.Desc.Fields {
 		if reservedKeys[f.Name] {
-			pc.Kill()
+			p.Close()
 			return nil, fmt.Errorf("%s: it declares the config key %q, which nightjar reserves for itself", p.label(), f.Name)
 		}
 	}
@@ -174,7 +180,7 @@ func (p *Plugin) Exited() bool { return p.pc.Exited() }
 // Close stops the plugin process: gracefully first, then killed.
 func (p *Plugin) Close() error {
 	p.pc.Kill()
-	return nil
+	return p.ring.Close()
 }
 
 // Configure sends the sink's validated config; secret keys travel as secrets.

@@ -168,6 +168,43 @@ func TestPluginDoesNotSeeHostEnvironment(t *testing.T) {
 
 func itoa(n int) string { return strconv.Itoa(n) }
 
+// TestPluginGetsADataRing: Put data travels through shared memory the plugin inherits
+// (sdk/blob's ring.go), not through gRPC.
+func TestPluginGetsADataRing(t *testing.T) {
+	p, err := startFolder(t, core.PluginSettings{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	proc := filepath.Join("/proc", itoa(p.Pid()))
+	b, err := os.ReadFile(filepath.Join(proc, "environ"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const want = "NIGHTJAR_BLOB_RING=3,4"
+	if !strings.Contains(string(b), want+"\x00") {
+		t.Fatalf("the plugin's environment lacks %s", want)
+	}
+	if maps, err := os.ReadFile(filepath.Join(proc, "maps")); err != nil || !strings.Contains(string(maps), "/memfd:nightjar-blob-ring") {
+		t.Fatalf("the plugin has not mapped the ring (%v)", err)
+	}
+	sock, err2 := os.Readlink(filepath.Join(proc, "fd", "4"))
+	if err2 != nil || !strings.HasPrefix(sock, "socket:") {
+		t.Fatalf("the plugin's fd 4 is %q (%v), want its end of the ring's socket", sock, err2)
+	}
+	// nightjar keeps neither of the plugin's ends: with them open here, a wait on the
+	// ring would block instead of failing when the plugin dies.
+	fds, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, fd := range fds {
+		l, err := os.Readlink(filepath.Join("/proc/self/fd", fd.Name()))
+		if err == nil && (l == sock || strings.Contains(l, "memfd:nightjar-blob-ring")) {
+			t.Errorf("nightjar still holds %s (fd %s) after the plugin started", l, fd.Name())
+		}
+	}
+}
+
 func TestPins(t *testing.T) {
 	path := filepath.Join(binDir(t), "nightjar-sink-folder")
 	sum, err := pluginhost.FileSHA256(path)

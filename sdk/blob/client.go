@@ -18,8 +18,11 @@ import (
 type Client struct {
 	rpc blobpb.StoreClient
 
+	ring *Ring // the plugin's data ring, if it was started with one
+
 	mu       sync.Mutex
 	checksum *blobpb.Checksum // the Put checksum, once a Describe has told what the plugin verifies
+	ringOK   bool             // the plugin reads Put data from the ring (its Describe says so)
 }
 
 // NewClient wraps a blob.v1 gRPC client.
@@ -41,6 +44,7 @@ func (c *Client) Describe(ctx context.Context) (Description, error) {
 	if c.checksum == nil {
 		c.checksum = &cs
 	}
+	c.ringOK = r.GetPutRing()
 	c.mu.Unlock()
 	d, err := describeFromWire(r)
 	if err != nil {
@@ -79,21 +83,22 @@ func (c *Client) Configure(ctx context.Context, sink string, values map[string]a
 	return nil
 }
 
-// putChecksum is the checksum Put's trailers carry: CRC32C when the plugin's Describe lists
-// it, else sha256, which every plugin verifies. It asks Describe once if nobody has yet.
-func (c *Client) putChecksum(ctx context.Context) (blobpb.Checksum, error) {
+// putMode is the checksum Put's trailers carry (CRC32C when the plugin's Describe lists
+// it, else sha256, which every plugin verifies) and whether the data may go in the ring.
+// It asks Describe once if nobody has yet.
+func (c *Client) putMode(ctx context.Context) (blobpb.Checksum, bool, error) {
 	c.mu.Lock()
-	cs := c.checksum
+	cs, ring := c.checksum, c.ringOK
 	c.mu.Unlock()
 	if cs != nil {
-		return *cs, nil
+		return *cs, ring, nil
 	}
 	if _, err := c.Describe(ctx); err != nil {
-		return 0, err
+		return 0, false, err
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return *c.checksum, nil
+	return *c.checksum, c.ringOK, nil
 }
 
 // Put streams r to the plugin in chunks of at most ChunkSize, then a trailer with the size
@@ -106,13 +111,20 @@ func (c *Client) putChecksum(ctx context.Context) (blobpb.Checksum, error) {
 // already keeps the sha256 of the stored bytes in the manifest (checked by verify and
 // restore), and a plugin could store anything it likes whatever the trailer says. CRC32C
 // runs in hardware at several GB/s; two more sha256 passes cost a third of a core.
+//
+// When the plugin reads the data ring and no other Put is using it, the data goes through
+// the ring (see ring.go); otherwise in chunk messages on the stream.
 func (c *Client) Put(ctx context.Context, key string, r io.Reader) (int64, error) {
 	if err := ValidateKey(key); err != nil {
 		return 0, err
 	}
-	cs, err := c.putChecksum(ctx)
+	cs, ringOK, err := c.putMode(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("put %s: %w", key, err)
+	}
+	if ringOK && c.ring.take() {
+		defer c.ring.mu.Unlock()
+		return c.putRing(ctx, key, r, cs)
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -153,6 +165,106 @@ func (c *Client) Put(ctx context.Context, key string, r io.Reader) (int64, error
 	resp, err := stream.CloseAndRecv()
 	if err != nil {
 		return n, fmt.Errorf("put %s: %w", key, fromStatus(err))
+	}
+	if resp.GetSize() != n {
+		return n, fmt.Errorf("put %s: the plugin stored %d bytes, %d were sent", key, resp.GetSize(), n)
+	}
+	return n, nil
+}
+
+// errAnsweredEarly stops a ring Put whose plugin answered before the data ended.
+var errAnsweredEarly = errors.New("the plugin answered before the data ended")
+
+// putRing is Put with the data in the ring, which the caller holds.
+func (c *Client) putRing(ctx context.Context, key string, r io.Reader, cs blobpb.Checksum) (int64, error) {
+	g := c.ring
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := c.rpc.Put(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("put %s: %w", key, fromStatus(err))
+	}
+	g.seq++
+	seq := g.seq
+	if err := stream.Send(&blobpb.PutRequest{Msg: &blobpb.PutRequest_Header{Header: &blobpb.PutHeader{Key: key, Checksum: cs, RingSeq: seq}}}); err != nil {
+		return 0, c.putFailed(stream, key, err)
+	}
+	// The plugin answers early when its store fails; watch for that while sending.
+	resp := new(blobpb.PutResponse)
+	var answerErr error
+	answered := make(chan struct{})
+	go func() {
+		answerErr = stream.RecvMsg(resp)
+		close(answered)
+	}()
+	stopGuard := g.guard(ctx, answered)
+	sum := newPutSum(cs)
+	var n int64
+	var failed error // why the data did not reach its end
+	for failed == nil {
+		select {
+		case <-answered:
+			failed = errAnsweredEarly
+			continue
+		default:
+		}
+		if failed = ctx.Err(); failed != nil {
+			break
+		}
+		slot, err := g.slot()
+		if err != nil {
+			failed = err
+			break
+		}
+		k, rerr := io.ReadFull(r, slot)
+		if k > 0 {
+			sum.Write(slot[:k])
+			n += int64(k)
+			if err := g.send(seq, uint32(k)); err != nil {
+				failed = err
+				break
+			}
+		}
+		if errors.Is(rerr, io.EOF) || errors.Is(rerr, io.ErrUnexpectedEOF) {
+			break
+		}
+		if rerr != nil {
+			failed = fmt.Errorf("read: %w", rerr)
+		}
+	}
+	end := uint32(lenEnd)
+	if failed != nil {
+		end = lenAbort
+	}
+	if !g.broken {
+		if err := g.send(seq, end); err != nil && failed == nil {
+			failed = err
+		}
+	}
+	stopGuard()
+	if failed != nil {
+		if errors.Is(failed, errAnsweredEarly) || errors.Is(failed, errRing) {
+			// The plugin's answer, if it has come, says why better than the ring does.
+			select {
+			case <-answered:
+				if answerErr != nil {
+					failed = fromStatus(answerErr)
+				}
+			default:
+			}
+		}
+		cancel() // the plugin sees a cancelled stream and stores nothing
+		return n, fmt.Errorf("put %s: %w", key, failed)
+	}
+	trailer := &blobpb.PutTrailer{Size: n}
+	sum.seal(trailer)
+	if err := stream.Send(&blobpb.PutRequest{Msg: &blobpb.PutRequest_Trailer{Trailer: trailer}}); err != nil && !errors.Is(err, io.EOF) {
+		return n, fmt.Errorf("put %s: %w", key, fromStatus(err))
+	}
+	stream.CloseSend()
+	<-answered
+	if answerErr != nil {
+		return n, fmt.Errorf("put %s: %w", key, fromStatus(answerErr))
 	}
 	if resp.GetSize() != n {
 		return n, fmt.Errorf("put %s: the plugin stored %d bytes, %d were sent", key, resp.GetSize(), n)

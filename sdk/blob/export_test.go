@@ -10,3 +10,17 @@ func (c *Client) UseSHA256() {
 	c.checksum = &cs
 	c.mu.Unlock()
 }
+
+// Seq is the number of the last Put that used the ring (0: none did).
+func (p *Ring) Seq() uint64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.seq
+}
+
+// Broken reports whether a failure has closed the ring.
+func (p *Ring) Broken() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.broken
+}

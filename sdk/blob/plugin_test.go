@@ -4,11 +4,16 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"errors"
+	"fmt"
 	"hash/crc32"
+	"io"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -36,17 +41,29 @@ func buildExample(t testing.TB) string {
 	return bin
 }
 
-// startPlugin starts a real plugin process and returns its Client.
+// startPlugin starts a real plugin process with a data ring, as nightjar does, and returns
+// its Client.
 func startPlugin(t *testing.T, bin string) (*blob.Client, *plugin.Client) {
-	return startPluginB(t, bin)
+	c, pc, _ := startPluginB(t, bin, true)
+	return c, pc
 }
 
-func startPluginB(t testing.TB, bin string) (*blob.Client, *plugin.Client) {
+// startPluginB starts a real plugin process, with a data ring if withRing.
+func startPluginB(t testing.TB, bin string, withRing bool) (*blob.Client, *plugin.Client, *blob.Ring) {
 	t.Helper()
+	cmd := exec.Command(bin)
+	var ring *blob.Ring
+	if withRing {
+		var err error
+		if ring, err = blob.AttachRing(cmd); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ring.Close() })
+	}
 	pc := plugin.NewClient(&plugin.ClientConfig{
 		HandshakeConfig:  blob.Handshake(),
-		VersionedPlugins: map[int]plugin.PluginSet{blob.ProtocolVersion: {blob.PluginName: &blob.GRPCPlugin{}}},
-		Cmd:              exec.Command(bin),
+		VersionedPlugins: map[int]plugin.PluginSet{blob.ProtocolVersion: {blob.PluginName: &blob.GRPCPlugin{Ring: ring}}},
+		Cmd:              cmd,
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		GRPCDialOptions:  blob.DialOptions(),
 		AutoMTLS:         true,
@@ -55,6 +72,7 @@ func startPluginB(t testing.TB, bin string) (*blob.Client, *plugin.Client) {
 	})
 	t.Cleanup(pc.Kill)
 	rpc, err := pc.Client()
+	ring.Started()
 	if err != nil {
 		t.Fatalf("start plugin: %v", err)
 	}
@@ -62,21 +80,23 @@ func startPluginB(t testing.TB, bin string) (*blob.Client, *plugin.Client) {
 	if err != nil {
 		t.Fatalf("dispense: %v", err)
 	}
-	return raw.(*blob.Client), pc
+	return raw.(*blob.Client), pc, ring
 }
 
 func TestConformanceThroughPlugin(t *testing.T) {
 	bin := buildExample(t)
 	for _, tc := range []struct {
 		name   string
+		ring   bool // the data on the ring, as nightjar sends it
 		sha256 bool // trailers as a host built before CRC32C trailers sends them
 	}{
+		{name: "ring", ring: true},
 		{name: "crc32c"},
 		{name: "sha256", sha256: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			blobtest.Run(t, func(t *testing.T) blob.Store {
-				c, _ := startPlugin(t, bin)
+				c, _, _ := startPluginB(t, bin, tc.ring)
 				if tc.sha256 {
 					c.UseSHA256()
 				}
@@ -178,19 +198,111 @@ func TestCallsBeforeConfigureFail(t *testing.T) {
 	}
 }
 
-// BenchmarkPutThroughPlugin measures Put throughput into the example plugin (gRPC, mTLS,
-// CRC32C on both sides, fsync); compare with plugins/sink/local's BenchmarkPut.
+// BenchmarkPutThroughPlugin measures Put throughput into the example plugin (CRC32C on both
+// sides, fsync), with the data on the ring and in gRPC chunk messages (mTLS); compare with
+// plugins/sink/local's BenchmarkPut.
 func BenchmarkPutThroughPlugin(b *testing.B) {
 	bin := buildExample(b)
-	c, _ := startPluginB(b, bin)
-	if err := c.Configure(context.Background(), "bench", map[string]any{"root": b.TempDir()}, nil); err != nil {
-		b.Fatal(err)
+	for _, tc := range []struct {
+		name string
+		ring bool
+	}{{"ring", true}, {"chunks", false}} {
+		b.Run(tc.name, func(b *testing.B) {
+			c, _, _ := startPluginB(b, bin, tc.ring)
+			if err := c.Configure(context.Background(), "bench", map[string]any{"root": b.TempDir()}, nil); err != nil {
+				b.Fatal(err)
+			}
+			data := make([]byte, 32<<20)
+			b.SetBytes(int64(len(data)))
+			for b.Loop() {
+				if _, err := c.Put(context.Background(), "bench/obj", bytes.NewReader(data)); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
-	data := make([]byte, 32<<20)
-	b.SetBytes(int64(len(data)))
-	for b.Loop() {
-		if _, err := c.Put(context.Background(), "bench/obj", bytes.NewReader(data)); err != nil {
-			b.Fatal(err)
+}
+
+// errSource fails after handing out n bytes.
+type errSource struct {
+	n   int
+	err error
+}
+
+func (e *errSource) Read(p []byte) (int, error) {
+	if e.n == 0 {
+		return 0, e.err
+	}
+	k := min(len(p), e.n)
+	clear(p[:k])
+	e.n -= k
+	return k, nil
+}
+
+// TestRing checks that Puts travel through the data ring, and that a Put that fails on
+// either side leaves the ring usable for the next: nightjar's source failing mid-object (an
+// abort message), the plugin's store failing before it read anything (the plugin answers
+// early and drains the messages, releasing their slots).
+func TestRing(t *testing.T) {
+	c, _, ring := startPluginB(t, buildExample(t), true)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := c.Configure(ctx, "test", map[string]any{"root": t.TempDir()}, nil); err != nil {
+		t.Fatal(err)
+	}
+	rnd := rand.New(rand.NewPCG(1, 2))
+	putGet := func(key string, size int) {
+		t.Helper()
+		data := make([]byte, size)
+		for i := range data {
+			data[i] = byte(rnd.Uint32())
+		}
+		before := ring.Seq()
+		if n, err := c.Put(ctx, key, bytes.NewReader(data)); err != nil || n != int64(size) {
+			t.Fatalf("Put %s (%d bytes) = %d, %v", key, size, n, err)
+		}
+		if ring.Seq() != before+1 {
+			t.Fatalf("Put %s did not use the ring (Put number %d -> %d)", key, before, ring.Seq())
+		}
+		rc, err := c.Get(ctx, key, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := io.ReadAll(rc)
+		rc.Close()
+		if err != nil || !bytes.Equal(got, data) {
+			t.Fatalf("Get %s: %d bytes, %v; want the %d bytes put", key, len(got), err, size)
+		}
+	}
+	for _, size := range []int{0, 1, blob.ChunkSize - 1, blob.ChunkSize, 3*blob.ChunkSize + 5} {
+		putGet(fmt.Sprintf("p/size-%d", size), size)
+	}
+
+	sourceErr := errors.New("source went away")
+	if _, err := c.Put(ctx, "p/aborted", &errSource{n: 2*blob.ChunkSize + 7, err: sourceErr}); !errors.Is(err, sourceErr) {
+		t.Fatalf("Put from a failing source: %v, want %v", err, sourceErr)
+	}
+	putGet("p/after-abort", 2*blob.ChunkSize)
+
+	// The folder store cannot create p/file/obj while p/file is a file: it fails before it
+	// reads any data, with 8 MiB, twice the ring, still to come.
+	putGet("p/file", 10)
+	_, err := c.Put(ctx, "p/file/obj", bytes.NewReader(make([]byte, 8*blob.ChunkSize)))
+	if err == nil || !strings.Contains(err.Error(), "not a directory") {
+		t.Fatalf("Put below a file: %v, want the store's error", err)
+	}
+	putGet("p/after-store-error", blob.ChunkSize+1)
+
+	if ring.Broken() {
+		t.Fatal("the ring broke")
+	}
+	var keys []string
+	if err := c.List(ctx, "p/", func(k string, _ int64) error { keys = append(keys, k); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range keys {
+		if strings.Contains(k, "aborted") || strings.HasPrefix(k, "p/file/") {
+			t.Fatalf("a failed Put left %s", k)
 		}
 	}
 }

@@ -38,6 +38,9 @@ type GRPCPlugin struct {
 	plugin.NetRPCUnsupportedPlugin
 	Store    Store // server side only
 	Versions []int // protocol versions announced by Describe; default [ProtocolVersion]
+	Ring     *Ring // client side only: the data ring from AttachRing, if any
+
+	in *ringIn // server side: the data ring nightjar passed, if any
 }
 
 // GRPCServer registers the blob.v1 service.
@@ -46,13 +49,15 @@ func (p *GRPCPlugin) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
 	if len(versions) == 0 {
 		versions = []int{ProtocolVersion}
 	}
-	blobpb.RegisterStoreServer(s, newServer(p.Store, versions))
+	blobpb.RegisterStoreServer(s, newServer(p.Store, versions, p.in))
 	return nil
 }
 
 // GRPCClient returns a *Client on conn.
 func (p *GRPCPlugin) GRPCClient(_ context.Context, _ *plugin.GRPCBroker, conn *grpc.ClientConn) (any, error) {
-	return NewClient(blobpb.NewStoreClient(conn)), nil
+	c := NewClient(blobpb.NewStoreClient(conn))
+	c.ring = p.Ring
+	return c, nil
 }
 
 // windowSize is gRPC's flow-control window per stream and per connection. The default
@@ -83,6 +88,8 @@ func DialOptions() []grpc.DialOption {
 // What Serve does for the plugin author:
 //   - the go-plugin handshake (gRPC, mutual TLS with certificates made for this run);
 //   - Describe and Configure from the store's Describer and Configurable implementations;
+//   - the data ring nightjar passes (ring.go): Put data arrives through shared memory
+//     instead of in gRPC messages, and the store's Put reads it as an io.Reader either way;
 //   - logging: slog's default logger writes to stderr in the format nightjar forwards to
 //     its own log, so log with slog and never write to stdout (stdout carries the
 //     handshake; anything printed before it makes nightjar refuse the plugin);
@@ -98,10 +105,14 @@ func Serve(store Store) {
 		slog.Error("nightjar (the parent process) is gone; exiting")
 		os.Exit(3)
 	})
+	in, err := openRing()
+	if err != nil {
+		slog.Warn("not using the data ring; Put data comes in chunk messages", "err", err)
+	}
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig: Handshake(),
 		VersionedPlugins: map[int]plugin.PluginSet{
-			ProtocolVersion: {PluginName: &GRPCPlugin{Store: store}},
+			ProtocolVersion: {PluginName: &GRPCPlugin{Store: store, in: in}},
 		},
 		GRPCServer: func(opts []grpc.ServerOption) *grpc.Server {
 			return grpc.NewServer(append(opts, ServerOptions()...)...)

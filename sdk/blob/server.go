@@ -16,10 +16,11 @@ type server struct {
 	store      Store
 	configured atomic.Bool
 	versions   []int
+	ring       *ringIn // the data ring nightjar passed, if any
 }
 
-func newServer(store Store, versions []int) *server {
-	s := &server{store: store, versions: versions}
+func newServer(store Store, versions []int, ring *ringIn) *server {
+	s := &server{store: store, versions: versions, ring: ring}
 	if _, ok := store.(Configurable); !ok {
 		s.configured.Store(true)
 	}
@@ -42,6 +43,7 @@ func (s *server) Describe(context.Context, *blobpb.DescribeRequest) (*blobpb.Des
 	r, err := describeToWire(d)
 	if r != nil {
 		r.PutChecksums = []blobpb.Checksum{blobpb.Checksum_CHECKSUM_CRC32C}
+		r.PutRing = s.ring != nil
 	}
 	return r, toStatus(err)
 }
@@ -69,9 +71,6 @@ func (s *server) Configure(ctx context.Context, req *blobpb.ConfigureRequest) (*
 }
 
 func (s *server) Put(stream blobpb.Store_PutServer) error {
-	if err := s.ready(); err != nil {
-		return toStatus(err)
-	}
 	first, err := stream.Recv()
 	if err != nil {
 		return err
@@ -79,6 +78,22 @@ func (s *server) Put(stream blobpb.Store_PutServer) error {
 	h := first.GetHeader()
 	if h == nil {
 		return toStatus(fmt.Errorf("%w: put: the first message must be a header", errInvalid))
+	}
+	r := &putReader{stream: stream}
+	if seq := h.GetRingSeq(); seq != 0 {
+		// From here on the Put's messages are read to their end, whatever happens to the
+		// Put, so that the next Put finds the ring in step.
+		if s.ring == nil {
+			return toStatus(fmt.Errorf("%w: put: the data is in the ring, but this plugin has none", errInvalid))
+		}
+		if err := s.ring.acquire(stream.Context(), seq); err != nil {
+			return toStatus(err)
+		}
+		r.ring, r.seq = s.ring, seq
+		defer r.releaseRing()
+	}
+	if err := s.ready(); err != nil {
+		return toStatus(err)
 	}
 	key := h.GetKey()
 	if err := ValidateKey(key); err != nil {
@@ -88,7 +103,7 @@ func (s *server) Put(stream blobpb.Store_PutServer) error {
 	if cs != blobpb.Checksum_CHECKSUM_SHA256 && cs != blobpb.Checksum_CHECKSUM_CRC32C {
 		return toStatus(fmt.Errorf("%w: put %s: unknown checksum %v", errInvalid, key, cs))
 	}
-	r := &putReader{stream: stream, sum: newPutSum(cs)}
+	r.sum = newPutSum(cs)
 	n, err := s.store.Put(stream.Context(), key, r)
 	if err != nil {
 		return toStatus(err)
@@ -110,6 +125,9 @@ func (s *server) Put(stream blobpb.Store_PutServer) error {
 // do) never makes an unverified object visible.
 type putReader struct {
 	stream   blobpb.Store_PutServer
+	ring     *ringIn // with the data in the ring
+	seq      uint64
+	ringDone bool // the Put's messages have been read to their end (or the ring failed)
 	buf      []byte
 	sum      *putSum
 	n        int64
@@ -152,6 +170,20 @@ func (r *putReader) WriteTo(w io.Writer) (int64, error) {
 }
 
 func (r *putReader) next() error {
+	if r.ring != nil && !r.ringDone {
+		b, err := r.ring.next(r.seq)
+		if err == nil {
+			r.sum.Write(b)
+			r.n += int64(len(b))
+			r.buf = b
+			return nil
+		}
+		r.ringDone = true
+		if !errors.Is(err, io.EOF) {
+			return fmt.Errorf("put: %w", err)
+		}
+		// The data has ended; the trailer follows on the stream.
+	}
 	msg, err := r.stream.Recv()
 	if errors.Is(err, io.EOF) {
 		return fmt.Errorf("%w: put: the stream ended without a trailer; nothing stored", errInvalid)
@@ -161,6 +193,9 @@ func (r *putReader) next() error {
 	}
 	switch m := msg.GetMsg().(type) {
 	case *blobpb.PutRequest_Chunk:
+		if r.ring != nil {
+			return fmt.Errorf("%w: put: a chunk message, but the data is in the ring", errInvalid)
+		}
 		if len(m.Chunk) > ChunkSize {
 			return fmt.Errorf("%w: put: chunk of %d bytes exceeds %d", errInvalid, len(m.Chunk), ChunkSize)
 		}
@@ -179,6 +214,24 @@ func (r *putReader) next() error {
 		return io.EOF
 	}
 	return fmt.Errorf("%w: put: unexpected message after the header", errInvalid)
+}
+
+// releaseRing gives the ring to the next Put. If the store stopped reading early (it
+// failed), the rest of this Put's messages are drained first, in the background, so that
+// the error reaches nightjar now and nightjar stops sending.
+func (r *putReader) releaseRing() {
+	if r.ringDone {
+		r.ring.release()
+		return
+	}
+	go func() {
+		for {
+			if _, err := r.ring.next(r.seq); err != nil {
+				break
+			}
+		}
+		r.ring.release()
+	}()
 }
 
 func (s *server) Get(req *blobpb.GetRequest, stream blobpb.Store_GetServer) error {

@@ -193,7 +193,12 @@ type DescribeResponse struct {
 	Doc              string                 `protobuf:"bytes,5,opt,name=doc,proto3" json:"doc,omitempty"`                                                           // one paragraph for docs and `nightjar plugins`
 	// Put checksums it verifies besides CHECKSUM_SHA256, which every plugin accepts. A
 	// plugin built with an SDK older than this field sends none, so nightjar uses sha256.
-	PutChecksums  []Checksum `protobuf:"varint,6,rep,packed,name=put_checksums,json=putChecksums,proto3,enum=blob.v1.Checksum" json:"put_checksums,omitempty"`
+	PutChecksums []Checksum `protobuf:"varint,6,rep,packed,name=put_checksums,json=putChecksums,proto3,enum=blob.v1.Checksum" json:"put_checksums,omitempty"`
+	// The plugin reads Put data from the data ring nightjar passed it at start: a shared
+	// memory file of N slots of 1 MiB and a control socket, whose fds NIGHTJAR_BLOB_RING
+	// names ("MEMFD,SOCKET"). A plugin whose SDK predates the ring, or that was started
+	// without one, sends false and gets chunk messages.
+	PutRing       bool `protobuf:"varint,7,opt,name=put_ring,json=putRing,proto3" json:"put_ring,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -268,6 +273,13 @@ func (x *DescribeResponse) GetPutChecksums() []Checksum {
 		return x.PutChecksums
 	}
 	return nil
+}
+
+func (x *DescribeResponse) GetPutRing() bool {
+	if x != nil {
+		return x.PutRing
+	}
+	return false
 }
 
 type Field struct {
@@ -815,9 +827,17 @@ func (*PutRequest_Chunk) isPutRequest_Msg() {}
 func (*PutRequest_Trailer) isPutRequest_Msg() {}
 
 type PutHeader struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Key           string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
-	Checksum      Checksum               `protobuf:"varint,2,opt,name=checksum,proto3,enum=blob.v1.Checksum" json:"checksum,omitempty"` // which checksum the trailer carries; sha256 when unset
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Key      string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Checksum Checksum               `protobuf:"varint,2,opt,name=checksum,proto3,enum=blob.v1.Checksum" json:"checksum,omitempty"` // which checksum the trailer carries; sha256 when unset
+	// Non-zero: the data is in the ring, announced on the control socket by messages tagged
+	// with this number (each Put takes a higher one), not in chunk messages. Message: 8-byte
+	// big-endian ring_seq, 4-byte slot, 4-byte length (1 to 1 MiB of data in that slot);
+	// length 0 ends the data (the trailer follows on the stream), 0xFFFFFFFF aborts the
+	// Put. The plugin answers each data message with one byte once it no longer reads the
+	// slot; nightjar fills slots in turn and reuses one only after its byte came. A plugin
+	// skips (and answers) messages of lower numbers: a Put it never saw may have left some.
+	RingSeq       uint64 `protobuf:"varint,3,opt,name=ring_seq,json=ringSeq,proto3" json:"ring_seq,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -864,6 +884,13 @@ func (x *PutHeader) GetChecksum() Checksum {
 		return x.Checksum
 	}
 	return Checksum_CHECKSUM_SHA256
+}
+
+func (x *PutHeader) GetRingSeq() uint64 {
+	if x != nil {
+		return x.RingSeq
+	}
+	return 0
 }
 
 type PutTrailer struct {
@@ -1291,14 +1318,15 @@ var File_blob_v1_blob_proto protoreflect.FileDescriptor
 const file_blob_v1_blob_proto_rawDesc = "" +
 	"\n" +
 	"\x12blob/v1/blob.proto\x12\ablob.v1\"\x11\n" +
-	"\x0fDescribeRequest\"\xdf\x01\n" +
+	"\x0fDescribeRequest\"\xfa\x01\n" +
 	"\x10DescribeResponse\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12+\n" +
 	"\x11protocol_versions\x18\x03 \x03(\rR\x10protocolVersions\x12&\n" +
 	"\x06fields\x18\x04 \x03(\v2\x0e.blob.v1.FieldR\x06fields\x12\x10\n" +
 	"\x03doc\x18\x05 \x01(\tR\x03doc\x126\n" +
-	"\rput_checksums\x18\x06 \x03(\x0e2\x11.blob.v1.ChecksumR\fputChecksums\"\xdc\x01\n" +
+	"\rput_checksums\x18\x06 \x03(\x0e2\x11.blob.v1.ChecksumR\fputChecksums\x12\x19\n" +
+	"\bput_ring\x18\a \x01(\bR\aputRing\"\xdc\x01\n" +
 	"\x05Field\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12!\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\r.blob.v1.KindR\x04kind\x12\x1a\n" +
@@ -1344,10 +1372,11 @@ const file_blob_v1_blob_proto_rawDesc = "" +
 	"\x06header\x18\x01 \x01(\v2\x12.blob.v1.PutHeaderH\x00R\x06header\x12\x16\n" +
 	"\x05chunk\x18\x02 \x01(\fH\x00R\x05chunk\x12/\n" +
 	"\atrailer\x18\x03 \x01(\v2\x13.blob.v1.PutTrailerH\x00R\atrailerB\x05\n" +
-	"\x03msg\"L\n" +
+	"\x03msg\"g\n" +
 	"\tPutHeader\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12-\n" +
-	"\bchecksum\x18\x02 \x01(\x0e2\x11.blob.v1.ChecksumR\bchecksum\"P\n" +
+	"\bchecksum\x18\x02 \x01(\x0e2\x11.blob.v1.ChecksumR\bchecksum\x12\x19\n" +
+	"\bring_seq\x18\x03 \x01(\x04R\aringSeq\"P\n" +
 	"\n" +
 	"PutTrailer\x12\x12\n" +
 	"\x04size\x18\x01 \x01(\x03R\x04size\x12\x16\n" +

@@ -51,7 +51,9 @@ type StoreClient interface {
 	// Put stores one object: a header, data chunks (each at most 1 MiB), then a trailer with
 	// the total size and sha256 of the data. The plugin verifies the trailer before the
 	// object becomes visible; a stream that ends without a trailer, or whose trailer does not
-	// match, stores nothing.
+	// match, stores nothing. With a data ring (see DescribeResponse.put_ring) the data travels
+	// through shared memory instead of in chunk messages; header and trailer stay on the
+	// stream.
 	Put(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[PutRequest, PutResponse], error)
 	// Get streams an object's bytes from an offset. A missing key is NOT_FOUND.
 	Get(ctx context.Context, in *GetRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[GetResponse], error)
@@ -163,7 +165,9 @@ type StoreServer interface {
 	// Put stores one object: a header, data chunks (each at most 1 MiB), then a trailer with
 	// the total size and sha256 of the data. The plugin verifies the trailer before the
 	// object becomes visible; a stream that ends without a trailer, or whose trailer does not
-	// match, stores nothing.
+	// match, stores nothing. With a data ring (see DescribeResponse.put_ring) the data travels
+	// through shared memory instead of in chunk messages; header and trailer stay on the
+	// stream.
 	Put(grpc.ClientStreamingServer[PutRequest, PutResponse]) error
 	// Get streams an object's bytes from an offset. A missing key is NOT_FOUND.
 	Get(*GetRequest, grpc.ServerStreamingServer[GetResponse]) error
