@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # External sink plugin throughput: the same tree (BENCH_SIZE_MB of random data, no
 # transforms, so the sink path dominates) backed up to the built-in local sink and to the
-# example plugin nightjar-sink-folder (gRPC over a Unix socket, mTLS, sha256-verified Put),
-# in alternating runs. Reports each run's time, the median throughput of both and their
+# example plugin nightjar-sink-folder (a separate process: gRPC over a Unix socket with mTLS
+# for the calls, the data through the shared-memory ring, CRC32C-verified Put), in
+# alternating runs. Reports each run's time, the median throughput of both and their
 # ratio (plugin / local; the target is >= 0.8), and nightjar's peak RSS.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,9 +30,11 @@ plugins: {dir: $PWD/bin}
 YAML
 done
 
-# one KIND: runs nightjar once, prints "seconds maxrss_kb"
+# one KIND: runs nightjar once, prints "seconds maxrss_kb". The sync keeps the previous
+# run's output, still being written back, from slowing whichever run comes next.
 one() {
   rm -rf "$work/out-$1"
+  sync
   /usr/bin/time -f "%e %M" -o "$work/time" bin/nightjar run -q -c "$work/$1.yaml" >/dev/null
   cat "$work/time"
 }
