@@ -78,7 +78,6 @@ func (h *Host) Start(ctx context.Context, typ, path string, s core.PluginSetting
 	if err != nil {
 		// Only speed depends on the ring: without it Put data goes in gRPC messages.
 		log.Warn("no data ring for the plugin; its uploads will be slower", "path", path, "err", err)
-		ring = nil
 	}
 	cfg := &plugin.ClientConfig{
 		HandshakeConfig:  blob.Handshake(),

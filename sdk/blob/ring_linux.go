@@ -1,6 +1,7 @@
 package blob
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -80,18 +81,22 @@ func ringFromFds(memfd, sock int) (*ringIn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: map fd %d: %w", ringEnv, memfd, err)
 	}
-	if err := unix.Fstat(sock, &st); err != nil {
-		unix.Munmap(mem)
-		return nil, fmt.Errorf("%s: fd %d: %w", ringEnv, sock, err)
-	}
-	if st.Mode&unix.S_IFMT != unix.S_IFSOCK {
-		unix.Munmap(mem)
-		return nil, fmt.Errorf("%s: fd %d is not a socket", ringEnv, sock)
-	}
-	unix.CloseOnExec(sock)
-	if err := unix.SetNonblock(sock, true); err != nil {
+	if err := checkSocket(sock); err != nil {
 		unix.Munmap(mem)
 		return nil, fmt.Errorf("%s: fd %d: %w", ringEnv, sock, err)
 	}
 	return newRingIn(mem, os.NewFile(uintptr(sock), "nightjar-blob-ring-ctl")), nil
+}
+
+// checkSocket checks that fd is a socket and makes it close-on-exec and non-blocking.
+func checkSocket(fd int) error {
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return err
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFSOCK {
+		return errors.New("not a socket")
+	}
+	unix.CloseOnExec(fd)
+	return unix.SetNonblock(fd, true)
 }
