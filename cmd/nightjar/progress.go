@@ -85,10 +85,14 @@ func (p *progress) ArtifactStart(spec core.ArtifactSpec, estimate int64, done *a
 			mpb.AppendDecorators(rate),
 		}
 	}
-	bar, err := p.p.Add(estimate, mpb.BarStyle().Build(), opts...)
+	// Made with total 0 and given the estimate after: mpb ignores SetTotal on a bar built
+	// with a total, and such a bar completes only when the count reaches that total, so a
+	// run that stores less than its estimate would leave Wait hanging at the end.
+	bar, err := p.p.Add(0, mpb.BarStyle().Build(), opts...)
 	if err != nil {
 		return
 	}
+	bar.SetTotal(estimate, false)
 	ab := &artifactBar{bar: bar, done: done, stop: make(chan struct{})}
 	p.mu.Lock()
 	p.bars[spec.Name] = ab

@@ -16,6 +16,7 @@ import (
 
 	"github.com/creack/pty"
 	"github.com/spf13/viper"
+	"github.com/vbauerster/mpb/v8"
 
 	"github.com/nightjar-backup/nightjar/core"
 )
@@ -153,5 +154,37 @@ func TestProgressRedrawsWithRateAndETA(t *testing.T) {
 	}
 	if !strings.Contains(s, "a log line while the bar runs") {
 		t.Fatalf("log line lost:\n%q", s)
+	}
+}
+
+// An estimate is only an estimate: a run that stores less than it (a file shrank or was
+// deleted since the walk) or more must still finish its bar, or stop waits forever.
+func TestProgressFinishesWhateverTheEstimate(t *testing.T) {
+	for _, tc := range []struct {
+		name           string
+		estimate, done int64
+	}{
+		{"less than estimated", 1 << 20, 1000},
+		{"more than estimated", 1000, 1 << 20},
+		{"as estimated", 4096, 4096},
+		{"no estimate", -1, 4096},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := &progress{p: mpb.New(mpb.WithOutput(io.Discard)), bars: map[string]*artifactBar{}}
+			p.out = &switchWriter{w: p.p, fallback: io.Discard}
+			spec := core.ArtifactSpec{Name: "data"}
+			var done atomic.Int64
+			p.ArtifactStart(spec, tc.estimate, &done)
+			done.Store(tc.done)
+			time.Sleep(2 * pollEvery)
+			p.ArtifactDone(spec, nil)
+			stopped := make(chan struct{})
+			go func() { p.stop(); close(stopped) }()
+			select {
+			case <-stopped:
+			case <-time.After(10 * time.Second):
+				t.Fatal("stop still waits for the bar 10 s after the artifact was done")
+			}
+		})
 	}
 }
