@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/nightjar-backup/nightjar/core"
 )
 
@@ -191,11 +193,11 @@ func Extract(ctx context.Context, r io.Reader, target string, force bool) error 
 			}
 			dirs = append(dirs, dirTime{name, h.ModTime})
 		case tar.TypeReg:
-			in, err := folder.open(path.Dir(name))
+			dirfd, err := folder.open(path.Dir(name))
 			if err != nil {
 				return fmt.Errorf("extract %s: %w", name, err)
 			}
-			if err := writeFile(in, h, path.Base(name), tr, mode, force, owners, buf); err != nil {
+			if err := writeFile(dirfd, h, path.Base(name), tr, mode, force, owners, buf); err != nil {
 				return fmt.Errorf("extract %s: %w", name, err)
 			}
 			if force {
@@ -234,28 +236,26 @@ func Extract(ctx context.Context, r io.Reader, target string, force bool) error 
 	return nil
 }
 
-// folderRoot holds an os.Root on the folder the last file was written to. It is only a
-// shortcut: the folder was opened through the target's root, so it is inside the target.
+// folderRoot holds the folder the last file was written to, open through the target's
+// root, so it is inside the target; files are created relative to its descriptor.
 type folderRoot struct {
 	root *os.Root // the target
 	dir  string   // the folder cur is open on; "" when none
-	cur  *os.Root
+	cur  *os.File
+	fd   int // cur's descriptor
 }
 
-func (f *folderRoot) open(dir string) (*os.Root, error) {
-	if dir == "." {
-		return f.root, nil
-	}
+func (f *folderRoot) open(dir string) (int, error) {
 	if f.cur != nil && f.dir == dir {
-		return f.cur, nil
+		return f.fd, nil
 	}
 	f.close()
-	r, err := f.root.OpenRoot(dir)
+	d, err := f.root.Open(dir)
 	if err != nil {
-		return nil, err
+		return -1, err
 	}
-	f.cur, f.dir = r, dir
-	return r, nil
+	f.cur, f.dir, f.fd = d, dir, int(d.Fd())
+	return f.fd, nil
 }
 
 // forget closes the held folder if name is that folder or one of its parents.
@@ -286,43 +286,87 @@ func tarSpecial(m int64) fs.FileMode {
 	return out
 }
 
-// writeFile writes one regular file and sets its owner (when owners), mode and mtime
-// through the open file, without resolving its path again.
-func writeFile(root *os.Root, h *tar.Header, name string, r io.Reader, mode fs.FileMode, force, owners bool, buf []byte) error {
-	flags := os.O_WRONLY | os.O_CREATE | os.O_EXCL
+// writeFile writes one regular file into the folder dirfd and sets its owner (when
+// owners), mode and mtime through the new descriptor, without resolving its path again.
+// The bare descriptor spares each of thousands of small files the four fcntl and the
+// epoll_ctl that an *os.File costs. name is one path element; O_NOFOLLOW refuses a
+// symlink put in its place.
+func writeFile(dirfd int, h *tar.Header, name string, r io.Reader, mode fs.FileMode, force, owners bool, buf []byte) error {
+	flags := unix.O_WRONLY | unix.O_CREAT | unix.O_EXCL | unix.O_NOFOLLOW | unix.O_CLOEXEC
 	if force {
-		if info, err := root.Lstat(name); err == nil && !info.Mode().IsRegular() {
-			if err := root.Remove(name); err != nil {
-				return err
+		var st unix.Stat_t
+		if err := unix.Fstatat(dirfd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err == nil && st.Mode&unix.S_IFMT != unix.S_IFREG {
+			rm := 0
+			if st.Mode&unix.S_IFMT == unix.S_IFDIR {
+				rm = unix.AT_REMOVEDIR
+			}
+			if err := unix.Unlinkat(dirfd, name, rm); err != nil {
+				return fmt.Errorf("remove: %w", err)
 			}
 		}
-		flags = os.O_WRONLY | os.O_CREATE | os.O_TRUNC
+		flags = flags&^unix.O_EXCL | unix.O_TRUNC
 	}
-	f, err := root.OpenFile(name, flags, 0o600)
+	fd, err := retryEINTR(func() (int, error) { return unix.Openat(dirfd, name, flags, 0o600) })
 	if err != nil {
-		if errors.Is(err, fs.ErrExist) {
+		if err == unix.EEXIST {
 			return errors.New("already exists; pass --force to overwrite")
 		}
-		return err
+		return fmt.Errorf("create: %w", err)
 	}
-	// Hide File.ReadFrom, which would copy through its own 32 KiB buffer.
-	if _, err := io.CopyBuffer(struct{ io.Writer }{f}, r, buf); err != nil {
-		f.Close()
+	if _, err := io.CopyBuffer(fdWriter(fd), r, buf); err != nil {
+		unix.Close(fd)
 		return err
 	}
 	if owners {
-		if err := f.Chown(h.Uid, h.Gid); err != nil { // before chmod: chown clears setuid/setgid
-			f.Close()
-			return err
+		if err := unix.Fchown(fd, h.Uid, h.Gid); err != nil { // before chmod: chown clears setuid/setgid
+			unix.Close(fd)
+			return fmt.Errorf("chown: %w", err)
 		}
 	}
-	if err := f.Chmod(mode); err != nil {
-		f.Close()
-		return err
+	if err := unix.Fchmod(fd, uint32(syscallMode(mode))); err != nil {
+		unix.Close(fd)
+		return fmt.Errorf("chmod: %w", err)
 	}
-	if err := futimes(f, h.ModTime); err != nil {
-		f.Close()
-		return err
+	ts := []unix.Timespec{unix.NsecToTimespec(h.ModTime.UnixNano()), unix.NsecToTimespec(h.ModTime.UnixNano())}
+	if err := futimens(fd, ts); err != nil {
+		unix.Close(fd)
+		return fmt.Errorf("set mtime: %w", err)
 	}
-	return f.Close()
+	if err := unix.Close(fd); err != nil {
+		return fmt.Errorf("close: %w", err)
+	}
+	return nil
+}
+
+// fdWriter writes to a bare descriptor, all of p or an error.
+type fdWriter int
+
+func (w fdWriter) Write(p []byte) (int, error) {
+	n := 0
+	for n < len(p) {
+		k, err := unix.Write(int(w), p[n:])
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return n, fmt.Errorf("write: %w", err)
+		}
+		n += k
+	}
+	return n, nil
+}
+
+// syscallMode is mode's permission and setuid/setgid/sticky bits as chmod(2) takes them.
+func syscallMode(mode fs.FileMode) uint32 {
+	m := uint32(mode.Perm())
+	if mode&fs.ModeSetuid != 0 {
+		m |= unix.S_ISUID
+	}
+	if mode&fs.ModeSetgid != 0 {
+		m |= unix.S_ISGID
+	}
+	if mode&fs.ModeSticky != 0 {
+		m |= unix.S_ISVTX
+	}
+	return m
 }
