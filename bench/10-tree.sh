@@ -5,6 +5,7 @@
 # BENCH_SIZE_MB (default 1024) sets the data size: about 40% compressible JSON lines, 40%
 # random bytes, 20% small files (8 KiB each). ROUNDS (default 3) timed runs of each side,
 # alternating, after one untimed warm-up of each (page caches cannot be dropped here).
+# BENCH_DATA=DIR times an existing tree instead of the generated one (your own data).
 # Prints the median times, the ratio nightjar / stock (below 1.0: nightjar is faster) and
 # nightjar's peak RSS (from /usr/bin/time -v, else from getrusage via bench/rusage).
 set -euo pipefail
@@ -13,7 +14,7 @@ size_mb=${BENCH_SIZE_MB:-1024}
 rounds=${ROUNDS:-3}
 nj=${NIGHTJAR_BIN:-$PWD/bin/nightjar} # NIGHTJAR_BIN: compare another build
 out=$PWD/bench/out/tree
-data=$out/data-${size_mb}mb
+data=${BENCH_DATA:-$out/data-${size_mb}mb}
 mkdir -p "$out"
 [ -x "$nj" ] || go build -o "$nj" ./cmd/nightjar
 for tool in tar zstd age; do
@@ -56,6 +57,9 @@ generate() {
     done )
   mv "$data.tmp" "$data"
 }
+if [ -n "${BENCH_DATA:-}" ] && [ ! -d "$data" ]; then
+  echo "BENCH_DATA=$data: not a directory"; exit 1
+fi
 if [ ! -d "$data" ]; then
   echo "generating ${size_mb} MiB of test data in $data"
   generate
@@ -103,7 +107,9 @@ compare() {
       n, a, bytes / a / 1e6, b, bytes / b / 1e6, a / b, rss / 1024 }'
 }
 
-echo "data: $((bytes / 1048576)) MiB in $files files (40% JSON lines, 40% random, 20% 8 KiB files); $rounds alternating rounds, medians"
+kind="40% JSON lines, 40% random, 20% 8 KiB files"
+[ -n "${BENCH_DATA:-}" ] && kind=$BENCH_DATA
+echo "data: $((bytes / 1048576)) MiB in $files files ($kind); $rounds alternating rounds, medians"
 echo
 echo "| step    | nightjar             | stock                | ratio | nightjar peak RSS |"
 echo "|---------|----------------------|----------------------|-------|-------------------|"

@@ -64,7 +64,7 @@ type fixture struct {
 type fixtureOpts struct {
 	noTransforms bool
 	extraSinks   string // YAML list items appended to sinks
-	exclude      string
+	treeOpts     string // flow-map items added to the tree source, e.g. "subsecond_mtimes: true"
 }
 
 func newFixture(t testing.TB, o fixtureOpts) *fixture {
@@ -87,9 +87,9 @@ func newFixture(t testing.TB, o fixtureOpts) *fixture {
 	if o.noTransforms {
 		transforms = ""
 	}
-	exclude := ""
-	if o.exclude != "" {
-		exclude = ", exclude: " + o.exclude
+	treeOpts := ""
+	if o.treeOpts != "" {
+		treeOpts = ", " + o.treeOpts
 	}
 	cfg := fmt.Sprintf(`version: 1
 pipeline: test
@@ -98,7 +98,7 @@ sources:
   - {name: data, type: tree, path: %s%s}
 %ssinks:
   - {name: local, type: local, path: %s}
-%s`, filepath.Join(dir, "state"), f.data, exclude, transforms, f.backups, o.extraSinks)
+%s`, filepath.Join(dir, "state"), f.data, treeOpts, transforms, f.backups, o.extraSinks)
 	if err := os.WriteFile(f.config, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}

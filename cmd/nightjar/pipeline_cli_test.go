@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // runOK runs the pipeline and returns its report.
@@ -24,11 +25,28 @@ func runOK(t *testing.T, f *fixture) runReport {
 }
 
 // TestOddTreeRoundTrip backs up a tree with odd names, symlinks, empty folders and modes,
-// and restores it through nightjar and through the stock age | zstd | tar pipeline.
+// and restores it through nightjar and through the stock age | zstd | tar pipeline; mtimes
+// come back in whole seconds by default and to the nanosecond with subsecond_mtimes.
 func TestOddTreeRoundTrip(t *testing.T) {
-	f := newFixture(t, fixtureOpts{})
+	for _, tc := range []struct {
+		name, treeOpts string
+		mtime          func(time.Time) time.Time
+	}{
+		{"whole seconds", "", func(m time.Time) time.Time { return m.Truncate(time.Second) }},
+		{"subsecond_mtimes", "subsecond_mtimes: true", func(m time.Time) time.Time { return m }},
+	} {
+		t.Run(tc.name, func(t *testing.T) { oddTreeRoundTrip(t, tc.treeOpts, tc.mtime) })
+	}
+}
+
+func oddTreeRoundTrip(t *testing.T, treeOpts string, mtime func(time.Time) time.Time) {
+	f := newFixture(t, fixtureOpts{treeOpts: treeOpts})
 	makeOddTree(t, f.data)
 	want := snapshotTree(t, f.data)
+	for name, e := range want {
+		e.mtime = mtime(e.mtime)
+		want[name] = e
+	}
 	rep := runOK(t, f)
 	if rep.Status != "ok" || len(rep.Sinks) != 1 || rep.Sinks[0].Status != "committed" {
 		t.Fatalf("run report: %+v", rep)

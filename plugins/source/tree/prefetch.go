@@ -5,11 +5,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
-	"os"
 	"sync"
-	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/nightjar-backup/nightjar/plugins/internal/sqlitecopy"
 )
@@ -29,49 +29,60 @@ const (
 type prefetched struct {
 	ready    chan struct{} // closed when the fields below are set
 	data     []byte
-	info     fs.FileInfo // fstat of the open file, before reading
-	after    fs.FileInfo // fstat after reading
+	size     int64     // fstat of the open file, before reading
+	mtime    time.Time // likewise
+	changed  bool      // fstat after reading differs from before
 	err      error
 	fallback bool // no longer a small regular file: the writer reads it itself
 }
 
+// read fills pf from the file at p. It works on the bare descriptor: an *os.File would add
+// an fcntl, a finalizer and the poller's bookkeeping to each of thousands of small files,
+// for a descriptor that lives for three system calls.
 func (pf *prefetched) read(p string) {
 	defer close(pf.ready)
-	f, err := openPlain(p)
+	fd, err := retryEINTR(func() (int, error) { return unix.Open(p, unix.O_RDONLY|unix.O_CLOEXEC, 0) })
 	if err != nil {
-		pf.err = err
+		pf.err = &fs.PathError{Op: "open", Path: p, Err: err}
 		return
 	}
-	defer f.Close()
-	if pf.info, pf.err = f.Stat(); pf.err != nil {
+	defer unix.Close(fd)
+	var before, after unix.Stat_t
+	if err := unix.Fstat(fd, &before); err != nil {
+		pf.err = &fs.PathError{Op: "fstat", Path: p, Err: err}
 		return
 	}
-	if !pf.info.Mode().IsRegular() || pf.info.Size() > prefetchMax {
+	if before.Mode&unix.S_IFMT != unix.S_IFREG || before.Size > prefetchMax {
 		pf.fallback = true
 		return
 	}
-	pf.data = make([]byte, pf.info.Size())
-	n, err := io.ReadFull(f, pf.data)
-	if err != nil && err != io.ErrUnexpectedEOF && err != io.EOF {
-		pf.err = err
-		return
+	pf.size, pf.mtime = before.Size, time.Unix(before.Mtim.Unix())
+	pf.data = make([]byte, before.Size)
+	n := 0
+	for n < len(pf.data) {
+		k, err := retryEINTR(func() (int, error) { return unix.Read(fd, pf.data[n:]) })
+		if err != nil {
+			pf.err = &fs.PathError{Op: "read", Path: p, Err: err}
+			return
+		}
+		if k == 0 {
+			break // shorter than its header if it shrank while read
+		}
+		n += k
 	}
-	pf.data = pf.data[:n] // shorter than its header if it shrank while read
-	pf.after, _ = f.Stat()
+	pf.data = pf.data[:n]
+	if unix.Fstat(fd, &after) == nil {
+		pf.changed = after.Size != before.Size || after.Mtim != before.Mtim
+	}
 }
 
-// openPlain opens p for reading like os.Open, without trying to register the descriptor
-// with the runtime's poller: for a regular file that attempt fails anyway, and it costs
-// four system calls (epoll_ctl, fcntl) per file, which shows with thousands of small files.
-func openPlain(p string) (*os.File, error) {
-	fd, err := syscall.Open(p, syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
-	for err == syscall.EINTR {
-		fd, err = syscall.Open(p, syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
+func retryEINTR(f func() (int, error)) (int, error) {
+	for {
+		n, err := f()
+		if err != unix.EINTR {
+			return n, err
+		}
 	}
-	if err != nil {
-		return nil, &fs.PathError{Op: "open", Path: p, Err: err}
-	}
-	return os.NewFile(uintptr(fd), p), nil
 }
 
 // prefetchable reports whether a file may be read ahead. A SQLite sidecar (-wal, -shm,
@@ -162,9 +173,9 @@ func (s *Source) writePrefetched(tw *tar.Writer, h *tar.Header, e entry, pf *pre
 	if pf.err != nil {
 		return fmt.Errorf("cannot read %s: %w", e.abs, unwrapPathErr(pf.err))
 	}
-	h.Size, h.ModTime = pf.info.Size(), pf.info.ModTime()
-	if err := tw.WriteHeader(h); err != nil {
-		return fmt.Errorf("write %s: %w", e.rel, err)
+	h.Size, h.ModTime = pf.size, pf.mtime
+	if err := s.writeHeader(tw, h, e.rel); err != nil {
+		return err
 	}
 	if _, err := tw.Write(pf.data); err != nil {
 		return fmt.Errorf("write %s: %w", e.rel, err)
@@ -175,7 +186,7 @@ func (s *Source) writePrefetched(tw *tar.Writer, h *tar.Header, e entry, pf *pre
 			return fmt.Errorf("write %s: %w", e.rel, err)
 		}
 	}
-	if pf.after != nil && (pf.after.Size() != h.Size || !pf.after.ModTime().Equal(h.ModTime)) {
+	if pf.changed {
 		changed = true
 	}
 	s.fileDone(st, e, h, changed)

@@ -145,8 +145,8 @@ func (s *Source) sqliteEntry(ctx context.Context, tw *tar.Writer, f *os.File, e 
 	// The header keeps the database file's own mode, owner and mtime; only the size is the
 	// copy's. An unchanged database gives an identical copy, so the tar stays identical.
 	h.Size = info.Size()
-	if err := tw.WriteHeader(h); err != nil {
-		return true, fmt.Errorf("write %s: %w", e.rel, err)
+	if err := s.writeHeader(tw, h, e.rel); err != nil {
+		return true, err
 	}
 	if _, err := io.CopyBuffer(tw, cp, buf); err != nil {
 		return true, fmt.Errorf("write %s: %w", e.rel, err)

@@ -1,4 +1,4 @@
-// Package tree is the directory-tree source: a deterministic PAX tar stream of a folder.
+// Package tree is the directory-tree source: a deterministic tar stream of a folder.
 // An unchanged tree gives identical bytes on the next run (sorted walk, no atime or ctime,
 // numeric owners only), which restic's deduplication depends on.
 package tree
@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/nightjar-backup/nightjar/core"
 )
@@ -25,18 +26,21 @@ import (
 func Register(r *core.Registry) {
 	r.AddSource(core.SourcePlugin{
 		Type: "tree",
-		Doc:  "A PAX tar stream of a directory tree: regular files, directories (empty ones too), symlinks (as links), modes, mtimes and numeric owners. Stored as <name>.tar.",
+		Doc:  "A tar stream (POSIX ustar, with PAX records where a name or value needs them) of a directory tree: regular files, directories (empty ones too), symlinks (as links), modes, mtimes and numeric owners. Stored as <name>.tar.",
 		Fields: []core.Field{
 			{Name: "path", Kind: core.KindPath, Required: true, Doc: "The folder to back up.", Example: "/data"},
 			{Name: "exclude", Kind: core.KindStrings, Doc: "Glob patterns (path.Match) matched against each entry's path relative to `path` and against its base name; a matching folder is skipped whole.", Example: `["*.tmp", "cache/"]`},
 			{Name: "sqlite", Kind: core.KindString, Default: SQLiteSnapshot, Enum: []string{SQLiteSnapshot, SQLiteRaw, SQLiteSkip},
 				Doc: "Live SQLite databases in the tree (found by their header): snapshot stores a consistent online-backup copy of each (made in scratch_dir) and leaves their -wal, -shm and -journal files out; raw stores them as read (may be torn while written); skip leaves them and their sidecar files out."},
+			{Name: "subsecond_mtimes", Kind: core.KindBool, Default: false,
+				Doc: "Keep mtimes to the nanosecond. Each entry then needs a PAX record: 1 KiB more per file before compression, which costs time with many small files. Off, mtimes are stored in whole seconds (cut, not rounded), as GNU tar stores them."},
 		},
 		New: func(c *core.Component, env core.Env) (core.Source, error) {
 			s, err := New(c.Name, c.String("path"), c.Strings("exclude"), env.Logger)
 			if err != nil {
 				return nil, err
 			}
+			s.subsecond = c.Bool("subsecond_mtimes")
 			return s.WithSQLite(c.String("sqlite"), env.ScratchDir)
 		},
 	})
@@ -50,6 +54,8 @@ type Source struct {
 	log     *slog.Logger
 	sqlite  string // SQLiteSnapshot, SQLiteRaw or SQLiteSkip
 	scratch string // where database copies are made
+	// subsecond keeps nanosecond mtimes (a PAX record for every entry); off, whole seconds.
+	subsecond bool
 }
 
 // New returns a tree source; patterns are checked here so a bad glob is a config error.
@@ -154,7 +160,10 @@ func unwrapPathErr(err error) error {
 func (s *Source) EstimateSize(ctx context.Context) int64 {
 	var n int64 = 1024 // end-of-archive blocks
 	err := s.walk(ctx, func(e entry) error {
-		n += 512 + 1024 // header, plus a PAX header and its records
+		n += 512 // header
+		if s.subsecond {
+			n += 1024 // a PAX header and its records
+		}
 		if e.info.Mode().IsRegular() {
 			n += (e.info.Size() + 511) &^ 511
 		}
@@ -206,7 +215,6 @@ func header(e entry) (*tar.Header, error) {
 		Name:    e.rel,
 		Mode:    int64(mode.Perm()),
 		ModTime: e.info.ModTime(),
-		Format:  tar.FormatPAX,
 	}
 	if mode&fs.ModeSetuid != 0 {
 		h.Mode |= 0o4000
@@ -240,6 +248,23 @@ func header(e entry) (*tar.Header, error) {
 	return h, nil
 }
 
+// writeHeader writes h for the entry rel. With whole-second mtimes it writes a copy
+// with the mtime cut to the second, so h keeps the exact time the change checks compare
+// against; the writer then picks ustar, and PAX records only for what ustar cannot hold.
+func (s *Source) writeHeader(tw *tar.Writer, h *tar.Header, rel string) error {
+	if s.subsecond {
+		h.Format = tar.FormatPAX
+	} else if h.ModTime.Nanosecond() != 0 {
+		c := *h
+		c.ModTime = c.ModTime.Truncate(time.Second)
+		h = &c
+	}
+	if err := tw.WriteHeader(h); err != nil {
+		return fmt.Errorf("write %s: %w", rel, err)
+	}
+	return nil
+}
+
 func (s *Source) writeEntry(ctx context.Context, tw *tar.Writer, e entry, pf *prefetched, st *stats, buf []byte) error {
 	h, err := header(e)
 	if err != nil {
@@ -251,8 +276,8 @@ func (s *Source) writeEntry(ctx context.Context, tw *tar.Writer, e entry, pf *pr
 		return nil
 	}
 	if h.Typeflag != tar.TypeReg {
-		if err := tw.WriteHeader(h); err != nil {
-			return fmt.Errorf("write %s: %w", e.rel, err)
+		if err := s.writeHeader(tw, h, e.rel); err != nil {
+			return err
 		}
 		if h.Typeflag == tar.TypeDir {
 			st.dirs++
@@ -280,8 +305,8 @@ func (s *Source) writeEntry(ctx context.Context, tw *tar.Writer, e entry, pf *pr
 	if handled, err := s.sqliteEntry(ctx, tw, f, e, h, st, buf); handled || err != nil {
 		return err
 	}
-	if err := tw.WriteHeader(h); err != nil {
-		return fmt.Errorf("write %s: %w", e.rel, err)
+	if err := s.writeHeader(tw, h, e.rel); err != nil {
+		return err
 	}
 	n, err := io.CopyBuffer(tw, io.LimitReader(ctxReader{ctx, f}, h.Size), buf)
 	if err != nil {
