@@ -5,6 +5,8 @@
 # BENCH_SIZE_MB (default 1024) sets the data size: about 40% compressible JSON lines, 40%
 # random bytes, 20% small files (8 KiB each). ROUNDS (default 3) timed runs of each side,
 # alternating, after one untimed warm-up of each (page caches cannot be dropped here).
+# BENCH_SHAPE=small generates only small files instead: 2 KiB each, half random, half JSON
+# lines (BENCH_SIZE_MB=120 gives 61,440 files), where per-file costs decide.
 # BENCH_DATA=DIR times an existing tree instead of the generated one (your own data).
 # Prints the median times, the ratio nightjar / stock (below 1.0: nightjar is faster) and
 # nightjar's peak RSS (from /usr/bin/time -v, else from getrusage via bench/rusage).
@@ -14,7 +16,12 @@ size_mb=${BENCH_SIZE_MB:-1024}
 rounds=${ROUNDS:-3}
 nj=${NIGHTJAR_BIN:-$PWD/bin/nightjar} # NIGHTJAR_BIN: compare another build
 out=$PWD/bench/out/tree
-data=${BENCH_DATA:-$out/data-${size_mb}mb}
+shape=${BENCH_SHAPE:-mixed}
+case $shape in
+  mixed) file_kb=8 data=${BENCH_DATA:-$out/data-${size_mb}mb} ;;
+  small) file_kb=2 data=${BENCH_DATA:-$out/data-small-${size_mb}mb} ;;
+  *) echo "BENCH_SHAPE=$shape: expected mixed or small"; exit 1 ;;
+esac
 mkdir -p "$out"
 [ -x "$nj" ] || go build -o "$nj" ./cmd/nightjar
 for tool in tar zstd age; do
@@ -31,6 +38,10 @@ fi
 
 generate() {
   local json_mb=$((size_mb * 4 / 10)) rand_mb=$((size_mb * 4 / 10)) small_mb=$((size_mb - size_mb * 8 / 10))
+  local text=$data.tmp/json/events-000.jsonl
+  if [ "$shape" = small ]; then # the JSON lines only feed the small files' text half
+    json_mb=$(((size_mb + 1) / 2)) rand_mb=0 small_mb=$size_mb text=$data.tmp/json/events-*.jsonl
+  fi
   rm -rf "$data.tmp" && mkdir -p "$data.tmp/json" "$data.tmp/random" "$data.tmp/small"
   # Compressible: JSON log lines (zstd -3 gets about 4-6x), in 64 MiB files.
   awk -v total=$((json_mb * 1048576)) -v dir="$data.tmp/json" 'BEGIN {
@@ -48,13 +59,15 @@ generate() {
     head -c $((mb * 1048576)) /dev/urandom > "$data.tmp/random/blob-$i.bin"
     left=$((left - mb)); i=$((i + 1))
   done
-  # Many small files: text and random, 8 KiB each, 1000 per folder.
+  # Many small files: text and random, 8 KiB (small shape: 2 KiB) each, 1000 per folder.
   ( cd "$data.tmp/small"
-    { head -c $((small_mb * 524288)) /dev/urandom; head -c $((small_mb * 524288)) "$data.tmp/json/events-000.jsonl"; } |
-      split -b 8192000 -a 3 -d - chunk-
+    # shellcheck disable=SC2086 # $text is a glob for the small shape
+    { head -c $((small_mb * 524288)) /dev/urandom; { cat $text || true; } | head -c $((small_mb * 524288)); } |
+      split -b $((file_kb * 1024000)) -a 3 -d - chunk-
     for c in chunk-*; do
-      mkdir "d${c#chunk-}" && split -b 8192 -a 3 -d "$c" "d${c#chunk-}/f" && rm "$c"
+      mkdir "d${c#chunk-}" && split -b $((file_kb * 1024)) -a 3 -d "$c" "d${c#chunk-}/f" && rm "$c"
     done )
+  if [ "$shape" = small ]; then rm -rf "$data.tmp/json" "$data.tmp/random"; fi
   mv "$data.tmp" "$data"
 }
 if [ -n "${BENCH_DATA:-}" ] && [ ! -d "$data" ]; then
@@ -108,6 +121,7 @@ compare() {
 }
 
 kind="40% JSON lines, 40% random, 20% 8 KiB files"
+[ "$shape" = small ] && kind="2 KiB files, half random, half JSON lines"
 [ -n "${BENCH_DATA:-}" ] && kind=$BENCH_DATA
 echo "data: $((bytes / 1048576)) MiB in $files files ($kind); $rounds alternating rounds, medians"
 echo
