@@ -208,7 +208,10 @@ func itoa(i int) string { return strconv.Itoa(i) }
 // BenchmarkSnapshot measures the tar writer over a tree of many small and a few large files.
 func BenchmarkSnapshot(b *testing.B) {
 	dir := b.TempDir()
-	total := makeBenchTree(b, dir, 2000, 8)
+	benchSnapshot(b, dir, makeBenchTree(b, dir, 2000, 8))
+}
+
+func benchSnapshot(b *testing.B, dir string, total int64) {
 	s, _ := New("d", dir, nil, nil)
 	b.SetBytes(total)
 	b.ReportAllocs()
@@ -229,14 +232,7 @@ func BenchmarkSnapshotSmallFiles(b *testing.B) {
 		mkfile(b, filepath.Join(dir, "d"+itoa(i%60), "f"+itoa(i)+".txt"), body)
 		total += int64(len(body))
 	}
-	s, _ := New("d", dir, nil, nil)
-	b.SetBytes(total)
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := s.Snapshot(context.Background(), io.Discard); err != nil {
-			b.Fatal(err)
-		}
-	}
+	benchSnapshot(b, dir, total)
 }
 
 // BenchmarkExtract measures restore of the same tree.
