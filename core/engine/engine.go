@@ -290,12 +290,16 @@ func runArtifact(ctx context.Context, p *Pipeline, id core.SnapshotID, src core.
 	defer cancel()
 	rawFan := newFanout(ctx, id, spec.Filename, rawSinks, depth, pool)
 	blobFan := newFanout(ctx, id, object, blobSinks, depth, pool)
-	stored := newHashCounter(blobFan, nil)
-	defer stored.h.stop()
-
-	// Transform chain, built from the sink end: raw → t0 → t1 → ... → stored.
+	// Transform chain, built from the sink end: raw → t0 → t1 → ... → stored. Without
+	// transforms the stored bytes are the raw bytes, hashed once, as raw.
+	var stored *hashCounter
+	var w io.Writer = blobFan
+	if len(p.Transforms) > 0 {
+		stored = newHashCounter(blobFan, nil)
+		defer stored.h.stop()
+		w = stored
+	}
 	var encoders []io.WriteCloser
-	var w io.Writer = stored
 	var buildErr error
 	if len(blobSinks) > 0 {
 		for i := len(p.Transforms) - 1; i >= 0; i-- {
@@ -346,10 +350,14 @@ func runArtifact(ctx context.Context, p *Pipeline, id core.SnapshotID, src core.
 		return core.Artifact{}, err
 	}
 
-	rawSum, storedSum := raw.sum(), stored.sum()
+	rawSum := raw.sum()
+	storedN, storedSum := raw.n, rawSum
+	if stored != nil {
+		storedN, storedSum = stored.n, stored.sum()
+	}
 	base := core.Artifact{Name: spec.Name, Source: spec.Kind, Size: raw.n, SHA256: rawSum, Meta: meta}
 	blobArt := base
-	blobArt.Object, blobArt.StoredSize, blobArt.StoredSHA256, blobArt.Transforms = object, stored.n, storedSum, descs
+	blobArt.Object, blobArt.StoredSize, blobArt.StoredSHA256, blobArt.Transforms = object, storedN, storedSum, descs
 	if blobArt.Transforms == nil {
 		blobArt.Transforms = []map[string]string{}
 	}

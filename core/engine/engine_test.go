@@ -192,6 +192,28 @@ func pipeline(srcs []core.Source, sinks ...*memSink) *Pipeline {
 	return p
 }
 
+// Without transforms a blob sink stores the raw bytes, hashed once: its manifest's stored
+// size and sha256 must still be those of what it stored.
+func TestRunWithoutTransforms(t *testing.T) {
+	blob, raw := newMemSink(), newMemSink()
+	raw.raw = true
+	p := pipeline([]core.Source{&genSource{name: "one", size: 5<<20 + 3}, &genSource{name: "two", size: 0}}, blob, raw)
+	p.Transforms = nil
+	res, err := Run(context.Background(), p)
+	if err != nil || res.Committed() != 2 {
+		t.Fatalf("run: %v, committed %d", err, res.Committed())
+	}
+	for _, s := range []*memSink{blob, raw} {
+		for _, a := range s.manifests[res.ID].Artifacts {
+			stored := s.objects[string(res.ID)+"/"+a.Object]
+			if a.Object != a.Name+".bin" || int64(len(stored)) != a.StoredSize || a.StoredSize != a.Size ||
+				sum(stored) != a.StoredSHA256 || a.SHA256 != a.StoredSHA256 || len(a.Transforms) != 0 {
+				t.Errorf("%s: %d bytes stored (sha %s), manifest %+v", a.Object, len(stored), sum(stored), a)
+			}
+		}
+	}
+}
+
 func TestRunStoresEveryArtifactInEverySink(t *testing.T) {
 	blobA, blobB, raw := newMemSink(), newMemSink(), newMemSink()
 	raw.raw = true
