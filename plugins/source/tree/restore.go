@@ -176,7 +176,6 @@ func Extract(ctx context.Context, r io.Reader, target string, force bool) error 
 			made[dir] = true
 		}
 		delete(made, name) // a file or link may replace a folder of that name (--force)
-		mode := fs.FileMode(h.Mode).Perm() | tarSpecial(h.Mode)
 		switch h.Typeflag {
 		case tar.TypeDir:
 			if err := root.Mkdir(name, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
@@ -188,7 +187,7 @@ func Extract(ctx context.Context, r io.Reader, target string, force bool) error 
 					return fmt.Errorf("extract %s: %w", name, err)
 				}
 			}
-			if err := root.Chmod(name, mode); err != nil {
+			if err := root.Chmod(name, fs.FileMode(h.Mode).Perm()|tarSpecial(h.Mode)); err != nil {
 				return fmt.Errorf("extract %s: %w", name, err)
 			}
 			dirs = append(dirs, dirTime{name, h.ModTime})
@@ -197,7 +196,7 @@ func Extract(ctx context.Context, r io.Reader, target string, force bool) error 
 			if err != nil {
 				return fmt.Errorf("extract %s: %w", name, err)
 			}
-			if err := writeFile(dirfd, h, path.Base(name), tr, mode, force, owners, buf); err != nil {
+			if err := writeFile(dirfd, h, path.Base(name), tr, force, owners, buf); err != nil {
 				return fmt.Errorf("extract %s: %w", name, err)
 			}
 			if force {
@@ -242,20 +241,18 @@ type folderRoot struct {
 	root *os.Root // the target
 	dir  string   // the folder cur is open on; "" when none
 	cur  *os.File
-	fd   int // cur's descriptor
 }
 
 func (f *folderRoot) open(dir string) (int, error) {
-	if f.cur != nil && f.dir == dir {
-		return f.fd, nil
+	if f.cur == nil || f.dir != dir {
+		f.close()
+		d, err := f.root.Open(dir)
+		if err != nil {
+			return -1, err
+		}
+		f.cur, f.dir = d, dir
 	}
-	f.close()
-	d, err := f.root.Open(dir)
-	if err != nil {
-		return -1, err
-	}
-	f.cur, f.dir, f.fd = d, dir, int(d.Fd())
-	return f.fd, nil
+	return int(f.cur.Fd()), nil
 }
 
 // forget closes the held folder if name is that folder or one of its parents.
@@ -291,7 +288,7 @@ func tarSpecial(m int64) fs.FileMode {
 // The bare descriptor spares each of thousands of small files the four fcntl and the
 // epoll_ctl that an *os.File costs. name is one path element; O_NOFOLLOW refuses a
 // symlink put in its place.
-func writeFile(dirfd int, h *tar.Header, name string, r io.Reader, mode fs.FileMode, force, owners bool, buf []byte) error {
+func writeFile(dirfd int, h *tar.Header, name string, r io.Reader, force, owners bool, buf []byte) error {
 	flags := unix.O_WRONLY | unix.O_CREAT | unix.O_EXCL | unix.O_NOFOLLOW | unix.O_CLOEXEC
 	if force {
 		var st unix.Stat_t
@@ -313,27 +310,32 @@ func writeFile(dirfd int, h *tar.Header, name string, r io.Reader, mode fs.FileM
 		}
 		return fmt.Errorf("create: %w", err)
 	}
-	if _, err := io.CopyBuffer(fdWriter(fd), r, buf); err != nil {
+	if err := fillFile(fd, h, r, owners, buf); err != nil {
 		unix.Close(fd)
+		return err
+	}
+	if err := unix.Close(fd); err != nil {
+		return fmt.Errorf("close: %w", err)
+	}
+	return nil
+}
+
+// fillFile copies the entry's contents into fd, then sets owner, mode and mtime.
+func fillFile(fd int, h *tar.Header, r io.Reader, owners bool, buf []byte) error {
+	if _, err := io.CopyBuffer(fdWriter(fd), r, buf); err != nil {
 		return err
 	}
 	if owners {
 		if err := unix.Fchown(fd, h.Uid, h.Gid); err != nil { // before chmod: chown clears setuid/setgid
-			unix.Close(fd)
 			return fmt.Errorf("chown: %w", err)
 		}
 	}
-	if err := unix.Fchmod(fd, uint32(syscallMode(mode))); err != nil {
-		unix.Close(fd)
+	// tar's mode bits are chmod(2)'s: permissions, setuid 04000, setgid 02000, sticky 01000.
+	if err := unix.Fchmod(fd, uint32(h.Mode&0o7777)); err != nil {
 		return fmt.Errorf("chmod: %w", err)
 	}
-	ts := []unix.Timespec{unix.NsecToTimespec(h.ModTime.UnixNano()), unix.NsecToTimespec(h.ModTime.UnixNano())}
-	if err := futimens(fd, ts); err != nil {
-		unix.Close(fd)
+	if err := futimens(fd, h.ModTime); err != nil {
 		return fmt.Errorf("set mtime: %w", err)
-	}
-	if err := unix.Close(fd); err != nil {
-		return fmt.Errorf("close: %w", err)
 	}
 	return nil
 }
@@ -344,29 +346,11 @@ type fdWriter int
 func (w fdWriter) Write(p []byte) (int, error) {
 	n := 0
 	for n < len(p) {
-		k, err := unix.Write(int(w), p[n:])
-		if err == unix.EINTR {
-			continue
-		}
+		k, err := retryEINTR(func() (int, error) { return unix.Write(int(w), p[n:]) })
 		if err != nil {
 			return n, fmt.Errorf("write: %w", err)
 		}
 		n += k
 	}
 	return n, nil
-}
-
-// syscallMode is mode's permission and setuid/setgid/sticky bits as chmod(2) takes them.
-func syscallMode(mode fs.FileMode) uint32 {
-	m := uint32(mode.Perm())
-	if mode&fs.ModeSetuid != 0 {
-		m |= unix.S_ISUID
-	}
-	if mode&fs.ModeSetgid != 0 {
-		m |= unix.S_ISGID
-	}
-	if mode&fs.ModeSticky != 0 {
-		m |= unix.S_ISVTX
-	}
-	return m
 }
