@@ -14,6 +14,13 @@ import (
 // chunkSize is the unit a fan-out hands to each sink's queue.
 const chunkSize = 1 << 20
 
+// pipePiece is how much of a chunk one write into a sink's pipe hands over. The pipe
+// copies it into the sink's buffer, and Go's memmove copies 1 MiB or more with
+// non-temporal stores, which bypass the cache: whatever reads the buffer next (the
+// sink's write call, a checksum) then reads it from memory. Measured: a checksum right
+// after a 1 MiB copy ran at 3.9 GB/s, after a copy of 64 bytes less at 9.0 GB/s.
+const pipePiece = 256 << 10
+
 // chunk is a buffer shared read-only by every sink queue it was sent to; the last reader
 // returns it to the pool.
 type chunk struct {
@@ -80,8 +87,8 @@ func errOr(err, def error) error {
 func (st *stream) pump() {
 	defer close(st.pumped)
 	for c := range st.ch {
-		if !st.failed.Load() {
-			if _, err := st.pw.Write(c.b); err != nil {
+		for b := c.b; len(b) > 0 && !st.failed.Load(); b = b[min(len(b), pipePiece):] {
+			if _, err := st.pw.Write(b[:min(len(b), pipePiece)]); err != nil {
 				st.failed.Store(true)
 			}
 		}
