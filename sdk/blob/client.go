@@ -175,6 +175,24 @@ func (c *Client) Put(ctx context.Context, key string, r io.Reader) (int64, error
 // errAnsweredEarly stops a ring Put whose plugin answered before the data ended.
 var errAnsweredEarly = errors.New("the plugin answered before the data ended")
 
+// readSummed is io.ReadFull that adds each read to sum as soon as it lands, while it is
+// still in the cache.
+func readSummed(r io.Reader, b []byte, sum *putSum) (int, error) {
+	n := 0
+	for n < len(b) {
+		k, err := r.Read(b[n:])
+		sum.Write(b[n : n+k])
+		n += k
+		if err != nil {
+			if errors.Is(err, io.EOF) && n > 0 {
+				err = io.ErrUnexpectedEOF
+			}
+			return n, err
+		}
+	}
+	return n, nil
+}
+
 // putRing is Put with the data in the ring, which the caller holds.
 func (c *Client) putRing(ctx context.Context, key string, r io.Reader, cs blobpb.Checksum) (int64, error) {
 	g := c.ring
@@ -216,9 +234,8 @@ func (c *Client) putRing(ctx context.Context, key string, r io.Reader, cs blobpb
 			failed = err
 			break
 		}
-		k, rerr := io.ReadFull(r, slot)
+		k, rerr := readSummed(r, slot, sum)
 		if k > 0 {
-			sum.Write(slot[:k])
 			n += int64(k)
 			if err := g.send(seq, uint32(k)); err != nil {
 				failed = err

@@ -129,7 +129,7 @@ type putReader struct {
 	seq      uint64
 	ringDone bool // the Put's messages have been read to their end (or the ring failed)
 	buf      []byte
-	sum      *putSum
+	sum      *putSum // of the bytes handed to the store
 	n        int64
 	verified bool
 	err      error
@@ -143,11 +143,18 @@ func (r *putReader) Read(p []byte) (int, error) {
 		r.err = r.next()
 	}
 	k := copy(p, r.buf)
+	r.sum.Write(p[:k])
 	r.buf = r.buf[k:]
 	return k, nil
 }
 
-// WriteTo hands whole chunks to w, so io.Copy into a file makes one write per chunk.
+// handPiece is the most WriteTo hands to the store at once. Each piece is checksummed
+// just before the store's write reads it, so the write finds it in the cache; the
+// checksum of a whole 1 MiB chunk first, then its write, read it from memory twice.
+const handPiece = 256 << 10
+
+// WriteTo hands the data to w in pieces of handPiece, so io.Copy into a file makes a few
+// large writes per chunk.
 func (r *putReader) WriteTo(w io.Writer) (int64, error) {
 	var n int64
 	for {
@@ -160,7 +167,9 @@ func (r *putReader) WriteTo(w io.Writer) (int64, error) {
 			}
 			r.err = r.next()
 		}
-		k, err := w.Write(r.buf)
+		piece := r.buf[:min(len(r.buf), handPiece)]
+		r.sum.Write(piece)
+		k, err := w.Write(piece)
 		n += int64(k)
 		r.buf = r.buf[k:]
 		if err != nil {
@@ -173,7 +182,6 @@ func (r *putReader) next() error {
 	if r.ring != nil && !r.ringDone {
 		b, err := r.ring.next(r.seq)
 		if err == nil {
-			r.sum.Write(b)
 			r.n += int64(len(b))
 			r.buf = b
 			return nil
@@ -199,7 +207,6 @@ func (r *putReader) next() error {
 		if len(m.Chunk) > ChunkSize {
 			return fmt.Errorf("%w: put: chunk of %d bytes exceeds %d", errInvalid, len(m.Chunk), ChunkSize)
 		}
-		r.sum.Write(m.Chunk)
 		r.n += int64(len(m.Chunk))
 		r.buf = m.Chunk
 		return nil
