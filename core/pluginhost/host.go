@@ -79,15 +79,20 @@ func (h *Host) Start(ctx context.Context, typ, path string, s core.PluginSetting
 		// Only speed depends on the ring: without it Put data goes in gRPC messages.
 		log.Warn("no data ring for the plugin; its uploads will be slower", "path", path, "err", err)
 	}
+	tlsCfg, tlsPipe, err := blob.AttachTLS(cmd)
+	if err != nil {
+		ring.Close()
+		return nil, fmt.Errorf("plugin %s: %w", path, err)
+	}
 	cfg := &plugin.ClientConfig{
 		HandshakeConfig:  blob.Handshake(),
 		VersionedPlugins: map[int]plugin.PluginSet{blob.ProtocolVersion: {blob.PluginName: &blob.GRPCPlugin{Ring: ring}}},
 		Cmd:              cmd,
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		GRPCDialOptions:  blob.DialOptions(),
-		AutoMTLS:         true,
-		SkipHostEnv:      true, // the plugin never sees nightjar's environment (secrets)
-		Managed:          true, // CleanupClients stops it on signals
+		TLSConfig:        tlsCfg, // mutual TLS with Ed25519 keys, faster than AutoMTLS's P-521
+		SkipHostEnv:      true,   // the plugin never sees nightjar's environment (secrets)
+		Managed:          true,   // CleanupClients stops it on signals
 		StartTimeout:     h.startTimeout,
 		Logger:           newHCLogger(log.With("sink_type", typ)),
 	}
@@ -98,6 +103,7 @@ func (h *Host) Start(ctx context.Context, typ, path string, s core.PluginSetting
 	p := &Plugin{Type: typ, Path: path, pc: pc, ring: ring}
 	rpc, err := pc.Client()
 	ring.Started()
+	tlsPipe.Close()
 	if err != nil {
 		p.Close()
 		return nil, startError(typ, path, err)

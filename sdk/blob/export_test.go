@@ -1,6 +1,10 @@
 package blob
 
-import "github.com/nightjar-backup/nightjar/sdk/blob/blobpb"
+import (
+	"crypto/tls"
+
+	"github.com/nightjar-backup/nightjar/sdk/blob/blobpb"
+)
 
 // UseSHA256 makes c send sha256 trailers, as a host built with an SDK older than CRC32C
 // trailers does.
@@ -24,3 +28,6 @@ func (p *Ring) Broken() bool {
 	defer p.mu.Unlock()
 	return p.broken
 }
+
+// NewCert makes a certificate as AttachTLS does, for tests that need a stranger's.
+func NewCert() (tls.Certificate, error) { return newCert() }

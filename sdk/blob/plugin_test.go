@@ -30,9 +30,15 @@ import (
 // buildExample builds the example plugin (sdk/examples/sink-folder) into a temp folder.
 func buildExample(t testing.TB) string {
 	t.Helper()
+	return buildPlugin(t, filepath.Join("..", "examples", "sink-folder"))
+}
+
+// buildPlugin builds the plugin in dir (relative to this package) into a temp folder.
+func buildPlugin(t testing.TB, dir string) string {
+	t.Helper()
 	_, file, _, _ := runtime.Caller(0)
-	src := filepath.Join(filepath.Dir(file), "..", "examples", "sink-folder")
-	bin := filepath.Join(t.TempDir(), "nightjar-sink-folder")
+	src := filepath.Join(filepath.Dir(file), dir)
+	bin := filepath.Join(t.TempDir(), "nightjar-sink-"+filepath.Base(dir))
 	cmd := exec.Command("go", "build", "-o", bin, ".")
 	cmd.Dir = src
 	if out, err := cmd.CombinedOutput(); err != nil {
@@ -51,6 +57,17 @@ func startPlugin(t *testing.T, bin string) (*blob.Client, *plugin.Client) {
 // startPluginB starts a real plugin process, with a data ring if withRing.
 func startPluginB(t testing.TB, bin string, withRing bool) (*blob.Client, *plugin.Client, *blob.Ring) {
 	t.Helper()
+	c, pc, ring, err := startWith(t, bin, withRing, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, pc, ring
+}
+
+// startWith starts a real plugin process with the client config nightjar uses (mutual
+// TLS from AttachTLS, a data ring if withRing), changed by tweak if it is not nil.
+func startWith(t testing.TB, bin string, withRing bool, tweak func(*plugin.ClientConfig)) (*blob.Client, *plugin.Client, *blob.Ring, error) {
+	t.Helper()
 	cmd := exec.Command(bin)
 	var ring *blob.Ring
 	if withRing {
@@ -60,27 +77,36 @@ func startPluginB(t testing.TB, bin string, withRing bool) (*blob.Client, *plugi
 		}
 		t.Cleanup(func() { ring.Close() })
 	}
-	pc := plugin.NewClient(&plugin.ClientConfig{
+	tlsCfg, tlsPipe, err := blob.AttachTLS(cmd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := &plugin.ClientConfig{
 		HandshakeConfig:  blob.Handshake(),
 		VersionedPlugins: map[int]plugin.PluginSet{blob.ProtocolVersion: {blob.PluginName: &blob.GRPCPlugin{Ring: ring}}},
 		Cmd:              cmd,
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		GRPCDialOptions:  blob.DialOptions(),
-		AutoMTLS:         true,
+		TLSConfig:        tlsCfg,
 		SkipHostEnv:      true,
 		Logger:           hclog.New(&hclog.LoggerOptions{Level: hclog.Warn, Output: os.Stderr}),
-	})
+	}
+	if tweak != nil {
+		tweak(cfg)
+	}
+	pc := plugin.NewClient(cfg)
 	t.Cleanup(pc.Kill)
 	rpc, err := pc.Client()
 	ring.Started()
+	tlsPipe.Close()
 	if err != nil {
-		t.Fatalf("start plugin: %v", err)
+		return nil, pc, ring, fmt.Errorf("start plugin: %w", err)
 	}
 	raw, err := rpc.Dispense(blob.PluginName)
 	if err != nil {
-		t.Fatalf("dispense: %v", err)
+		return nil, pc, ring, fmt.Errorf("dispense: %w", err)
 	}
-	return raw.(*blob.Client), pc, ring
+	return raw.(*blob.Client), pc, ring, nil
 }
 
 func TestConformanceThroughPlugin(t *testing.T) {

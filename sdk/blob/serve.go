@@ -86,7 +86,8 @@ func DialOptions() []grpc.DialOption {
 // else. It returns when nightjar stops the plugin.
 //
 // What Serve does for the plugin author:
-//   - the go-plugin handshake (gRPC, mutual TLS with certificates made for this run);
+//   - the go-plugin handshake (gRPC, mutual TLS with certificates made for this run,
+//     see tls.go);
 //   - Describe and Configure from the store's Describer and Configurable implementations;
 //   - the data ring nightjar passes (ring.go): Put data arrives through shared memory
 //     instead of in gRPC messages, and the store's Put reads it as an io.Reader either way;
@@ -117,7 +118,8 @@ func Serve(store Store) {
 		GRPCServer: func(opts []grpc.ServerOption) *grpc.Server {
 			return grpc.NewServer(append(opts, ServerOptions()...)...)
 		},
-		Logger: logger,
+		TLSProvider: serverTLS,
+		Logger:      logger,
 	})
 }
 
