@@ -166,7 +166,7 @@ func (s *Source) walkPrefetched(ctx context.Context, fn func(e entry, pf *prefet
 // writePrefetched writes a small file read ahead, with the same checks as the streaming
 // path: the header has the size and mtime of the open file, a change while read is
 // reported.
-func (s *Source) writePrefetched(tw *tar.Writer, h *tar.Header, e entry, pf *prefetched, st *stats, buf []byte) error {
+func (s *Source) writePrefetched(tw *tarWriter, h *tar.Header, e entry, pf *prefetched, st *stats, buf []byte) error {
 	if errors.Is(pf.err, fs.ErrNotExist) {
 		return nil // deleted since the folder was read: not part of this snapshot
 	}

@@ -99,7 +99,7 @@ func isDatabase(p string) bool {
 // sqliteEntry stores a regular file that is a SQLite database, or a database's sidecar, as
 // the mode says. handled is false when the file is to be stored as an ordinary file.
 // f is the file, open and unread.
-func (s *Source) sqliteEntry(ctx context.Context, tw *tar.Writer, f *os.File, e entry, h *tar.Header, st *stats, buf []byte) (handled bool, err error) {
+func (s *Source) sqliteEntry(ctx context.Context, tw *tarWriter, f *os.File, e entry, h *tar.Header, st *stats, buf []byte) (handled bool, err error) {
 	if s.sqlite == SQLiteRaw {
 		return false, nil
 	}

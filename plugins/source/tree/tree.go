@@ -177,7 +177,7 @@ func (s *Source) EstimateSize(ctx context.Context) int64 {
 
 // Snapshot writes the tar stream to w.
 func (s *Source) Snapshot(ctx context.Context, w io.Writer) (map[string]string, error) {
-	tw := tar.NewWriter(w)
+	tw := newTarWriter(w)
 	var st stats
 	buf := make([]byte, 1<<20)
 	err := s.walkPrefetched(ctx, func(e entry, pf *prefetched) error { return s.writeEntry(ctx, tw, e, pf, &st, buf) })
@@ -251,7 +251,7 @@ func header(e entry) (*tar.Header, error) {
 // writeHeader writes h for the entry rel. With whole-second mtimes it writes a copy
 // with the mtime cut to the second, so h keeps the exact time the change checks compare
 // against; the writer then picks ustar, and PAX records only for what ustar cannot hold.
-func (s *Source) writeHeader(tw *tar.Writer, h *tar.Header, rel string) error {
+func (s *Source) writeHeader(tw *tarWriter, h *tar.Header, rel string) error {
 	if s.subsecond {
 		h.Format = tar.FormatPAX
 	} else if h.ModTime.Nanosecond() != 0 {
@@ -265,7 +265,7 @@ func (s *Source) writeHeader(tw *tar.Writer, h *tar.Header, rel string) error {
 	return nil
 }
 
-func (s *Source) writeEntry(ctx context.Context, tw *tar.Writer, e entry, pf *prefetched, st *stats, buf []byte) error {
+func (s *Source) writeEntry(ctx context.Context, tw *tarWriter, e entry, pf *prefetched, st *stats, buf []byte) error {
 	h, err := header(e)
 	if err != nil {
 		return fmt.Errorf("%s: %w", e.abs, err)

@@ -304,7 +304,7 @@ func TestPrefetchedFileChanges(t *testing.T) {
 			e := entry{rel: "small.txt", abs: p, info: info}
 			h, _ := header(e)
 			var buf bytes.Buffer
-			tw := tar.NewWriter(&buf)
+			tw := newTarWriter(&buf)
 			var st stats
 			if err := s.writePrefetched(tw, h, e, pf, &st, make([]byte, 1024)); err != nil {
 				t.Fatal(err)
