@@ -295,7 +295,7 @@ func TestPrefetchedFileChanges(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			pf := &prefetched{ready: make(chan struct{})}
-			pf.read(p)
+			pf.read(p, newBuffers())
 			info, _ := os.Lstat(p)
 			if pf.err != nil || pf.fallback || pf.changed || string(pf.data) != "0123456789" || pf.size != 10 || !pf.mtime.Equal(info.ModTime()) {
 				t.Fatalf("read of an unchanged file: %+v", pf)
