@@ -4,8 +4,12 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -106,5 +110,54 @@ func TestExtractForceReplacesFiles(t *testing.T) {
 		if got, err := os.ReadFile(filepath.Join(target, name)); err != nil || string(got) != body {
 			t.Errorf("%s = %q, %v; want %q", name, got, err, body)
 		}
+	}
+}
+
+// Small files are created on several goroutines, each holding the folder it writes in
+// open. These archives switch folders at almost every entry (so a folder is let go while
+// files for it still wait), mix in large files (created in order by the reader), and
+// meet a file that is already there.
+func TestExtractSmallFilesInParallel(t *testing.T) {
+	var entries []tarEntry
+	want := map[string]string{}
+	for i := range 3000 {
+		name := fmt.Sprintf("d%d/sub%d/f%04d", i%7, i%3, i)
+		body := strings.Repeat(strconv.Itoa(i), 1+i%50)
+		if i%500 == 250 {
+			body = strings.Repeat("L", prefetchMax+1) // above the size that goes to the writers
+		}
+		entries = append(entries, tarEntry{name: name, body: body})
+		want[name] = body
+	}
+	archive := makeTar(t, entries)
+	before := runtime.NumGoroutine()
+	target := t.TempDir()
+	if err := Extract(context.Background(), bytes.NewReader(archive), target, false); err != nil {
+		t.Fatal(err)
+	}
+	for name, body := range want {
+		got, err := os.ReadFile(filepath.Join(target, name))
+		if err != nil || string(got) != body {
+			t.Fatalf("%s = %.20q (%d bytes), %v; want %.20q (%d bytes)", name, got, len(got), err, body, len(body))
+		}
+	}
+
+	target = t.TempDir()
+	clash := entries[1234].name
+	if err := os.MkdirAll(filepath.Join(target, filepath.Dir(clash)), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(target, clash), []byte("mine"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	err := Extract(context.Background(), bytes.NewReader(archive), target, false)
+	if err == nil || !strings.Contains(err.Error(), clash) || !strings.Contains(err.Error(), "already exists") {
+		t.Fatalf("Extract over an existing %s: %v", clash, err)
+	}
+	if got, _ := os.ReadFile(filepath.Join(target, clash)); string(got) != "mine" {
+		t.Errorf("the existing file was changed: %q", got)
+	}
+	if n := runtime.NumGoroutine(); n > before {
+		t.Errorf("%d goroutines after Extract returned, %d before", n, before)
 	}
 }

@@ -53,16 +53,15 @@ func (b buffers) get() []byte {
 	}
 }
 
-// put returns pf's buffer once its data has been written.
-func (b buffers) put(pf *prefetched) {
-	if pf == nil || pf.data == nil {
+// put returns a buffer from get once its data has been written; nil is ignored.
+func (b buffers) put(buf []byte) {
+	if cap(buf) < prefetchMax {
 		return
 	}
 	select {
-	case b <- pf.data[:cap(pf.data)]:
+	case b <- buf[:prefetchMax]:
 	default:
 	}
-	pf.data = nil
 }
 
 // read fills pf from the file at p, into a buffer from bufs. It works on the bare
@@ -185,7 +184,10 @@ func (s *Source) walkPrefetched(ctx context.Context, fn func(e entry, pf *prefet
 		if err = fn(it.e, it.pf); err != nil {
 			cancel()
 		}
-		bufs.put(it.pf)
+		if it.pf != nil {
+			bufs.put(it.pf.data)
+			it.pf.data = nil
+		}
 	}
 	wg.Wait()
 	if err != nil {

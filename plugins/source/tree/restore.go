@@ -2,6 +2,7 @@ package tree
 
 import (
 	"archive/tar"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -11,6 +12,8 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -150,7 +153,15 @@ func Extract(ctx context.Context, r io.Reader, target string, force bool) error 
 	// openat and a close each), for every file.
 	folder := &folderRoot{root: root}
 	defer folder.close()
+	var fw *fileWriters
+	if !force { // --force replaces what is there, one entry after another
+		fw = newFileWriters(owners)
+		defer fw.wait()
+	}
 	for {
+		if fw != nil && fw.failed.Load() {
+			break
+		}
 		h, err := er.next(tr)
 		if err == io.EOF {
 			break
@@ -192,11 +203,17 @@ func Extract(ctx context.Context, r io.Reader, target string, force bool) error 
 			}
 			dirs = append(dirs, dirTime{name, h.ModTime})
 		case tar.TypeReg:
-			dirfd, err := folder.open(path.Dir(name))
+			dir, err := folder.open(path.Dir(name))
 			if err != nil {
 				return fmt.Errorf("extract %s: %w", name, err)
 			}
-			if err := writeFile(dirfd, h, path.Base(name), tr, force, owners, buf); err != nil {
+			if fw != nil && h.Size <= prefetchMax {
+				if err := fw.submit(tr, dir, name, h); err != nil {
+					return fmt.Errorf("extract %s: %w", name, err)
+				}
+				continue
+			}
+			if err := writeFile(dir.fd, h, path.Base(name), tr, force, owners, buf); err != nil {
 				return fmt.Errorf("extract %s: %w", name, err)
 			}
 			if force {
@@ -226,6 +243,11 @@ func Extract(ctx context.Context, r io.Reader, target string, force bool) error 
 			return fmt.Errorf("extract %s: unsupported tar entry type %q", name, h.Typeflag)
 		}
 	}
+	if fw != nil {
+		if err := fw.wait(); err != nil {
+			return err
+		}
+	}
 	// Directory mtimes last, deepest first, since writing inside a folder changes its mtime.
 	for i := len(dirs) - 1; i >= 0; i-- {
 		if err := root.Chtimes(dirs[i].name, dirs[i].mt, dirs[i].mt); err != nil {
@@ -240,22 +262,39 @@ func Extract(ctx context.Context, r io.Reader, target string, force bool) error 
 type folderRoot struct {
 	root *os.Root // the target
 	dir  string   // the folder cur is open on; "" when none
-	cur  *os.File
+	cur  *heldDir
 }
 
-func (f *folderRoot) open(dir string) (int, error) {
+// heldDir is an open folder that files are created in. The folderRoot holds one reference
+// while it is the current folder, and each file still waiting to be created in it holds
+// one; the last to let go closes it, so a descriptor is never closed, and its number
+// reused, under a file that is yet to be created.
+type heldDir struct {
+	f    *os.File
+	fd   int
+	refs atomic.Int32
+}
+
+func (d *heldDir) release() {
+	if d.refs.Add(-1) == 0 {
+		d.f.Close()
+	}
+}
+
+func (f *folderRoot) open(dir string) (*heldDir, error) {
 	if f.cur == nil || f.dir != dir {
 		f.close()
 		d, err := f.root.Open(dir)
 		if err != nil {
-			return -1, err
+			return nil, err
 		}
-		f.cur, f.dir = d, dir
+		f.cur, f.dir = &heldDir{f: d, fd: int(d.Fd())}, dir
+		f.cur.refs.Store(1)
 	}
-	return int(f.cur.Fd()), nil
+	return f.cur, nil
 }
 
-// forget closes the held folder if name is that folder or one of its parents.
+// forget lets go of the held folder if name is that folder or one of its parents.
 func (f *folderRoot) forget(name string) {
 	if f.cur != nil && (f.dir == name || strings.HasPrefix(f.dir, name+"/")) {
 		f.close()
@@ -264,9 +303,90 @@ func (f *folderRoot) forget(name string) {
 
 func (f *folderRoot) close() {
 	if f.cur != nil {
-		f.cur.Close()
+		f.cur.release()
 		f.cur, f.dir = nil, ""
 	}
+}
+
+// fileWriters creates small files on a few goroutines while the archive is read on.
+// A small file costs six system calls (openat, write, fchown, fchmod, futimens, close) and
+// few bytes, and made one after another, as tar -x makes them, they were the whole
+// critical path of a restore of many small files: the other core, which decrypts and
+// decompresses, waited. The reading goroutine still creates every folder (before the
+// files in it), symlink and large file itself, in archive order, and folder mtimes are
+// set only after every file is written.
+type fileWriters struct {
+	jobs   chan fileJob
+	bufs   buffers
+	owners bool
+	wg     sync.WaitGroup
+	failed atomic.Bool // err is set
+	mu     sync.Mutex
+	err    error
+	done   bool
+}
+
+type fileJob struct {
+	dir  *heldDir
+	name string // the entry's name, for errors
+	h    *tar.Header
+	data []byte
+}
+
+const fileWorkers = 4
+
+func newFileWriters(owners bool) *fileWriters {
+	w := &fileWriters{jobs: make(chan fileJob, prefetchDepth), bufs: newBuffers(), owners: owners}
+	for range fileWorkers {
+		w.wg.Add(1)
+		go w.run()
+	}
+	return w
+}
+
+// submit reads the entry's data from tr and queues the file for creation in dir.
+func (w *fileWriters) submit(tr io.Reader, dir *heldDir, name string, h *tar.Header) error {
+	data := w.bufs.get()[:h.Size]
+	if _, err := io.ReadFull(tr, data); err != nil {
+		w.bufs.put(data)
+		return err
+	}
+	dir.refs.Add(1)
+	w.jobs <- fileJob{dir: dir, name: name, h: h, data: data}
+	return nil
+}
+
+func (w *fileWriters) run() {
+	defer w.wg.Done()
+	for j := range w.jobs {
+		if !w.failed.Load() {
+			if err := writeFile(j.dir.fd, j.h, path.Base(j.name), bytes.NewReader(j.data), false, w.owners, nil); err != nil {
+				w.mu.Lock()
+				if w.err == nil {
+					w.err = fmt.Errorf("extract %s: %w", j.name, err)
+					w.failed.Store(true)
+				}
+				w.mu.Unlock()
+			}
+		}
+		j.dir.release()
+		w.bufs.put(j.data)
+	}
+}
+
+// wait lets the queued files be created and returns the first error; it may be called
+// more than once.
+func (w *fileWriters) wait() error {
+	w.mu.Lock()
+	if !w.done {
+		w.done = true
+		w.mu.Unlock()
+		close(w.jobs)
+		w.wg.Wait()
+		w.mu.Lock()
+	}
+	defer w.mu.Unlock()
+	return w.err
 }
 
 func tarSpecial(m int64) fs.FileMode {
