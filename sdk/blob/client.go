@@ -176,7 +176,8 @@ func (c *Client) Put(ctx context.Context, key string, r io.Reader) (int64, error
 var errAnsweredEarly = errors.New("the plugin answered before the data ended")
 
 // readSummed is io.ReadFull that adds each read to sum as soon as it lands, while it is
-// still in the cache.
+// still in the cache. Unlike io.ReadFull it reports an io.EOF that comes with the last
+// bytes as io.ErrUnexpectedEOF even when b is full; its caller ends the data on either.
 func readSummed(r io.Reader, b []byte, sum *putSum) (int, error) {
 	n := 0
 	for n < len(b) {
