@@ -323,7 +323,7 @@ type fileWriters struct {
 	failed atomic.Bool // err is set
 	mu     sync.Mutex
 	err    error
-	done   bool
+	closed sync.Once
 }
 
 type fileJob struct {
@@ -377,14 +377,11 @@ func (w *fileWriters) run() {
 // wait lets the queued files be created and returns the first error; it may be called
 // more than once.
 func (w *fileWriters) wait() error {
-	w.mu.Lock()
-	if !w.done {
-		w.done = true
-		w.mu.Unlock()
+	w.closed.Do(func() {
 		close(w.jobs)
 		w.wg.Wait()
-		w.mu.Lock()
-	}
+	})
+	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.err
 }

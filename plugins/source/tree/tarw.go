@@ -34,6 +34,7 @@ func newTarWriter(w io.Writer) *tarWriter {
 	return &tarWriter{bw: bufio.NewWriterSize(w, tarBuffer)}
 }
 
+// zeroBlocks is only ever read: padding and the end-of-archive marker.
 var zeroBlocks [2 * blockSize]byte
 
 // WriteHeader ends the current entry (which must have had all its data) and starts h.
