@@ -113,19 +113,15 @@ func (t *tarWriter) formatUSTAR(h *tar.Header) bool {
 		h.Typeflag != tar.TypeDir && len(h.Name) > 0 && h.Name[len(h.Name)-1] == '/':
 		return false
 	}
-	size := h.Size
-	if h.Typeflag != tar.TypeReg {
-		size = 0 // archive/tar writes the size it is given, but only into this field
-		if h.Size != 0 {
-			return false
-		}
+	if h.Typeflag != tar.TypeReg && h.Size != 0 {
+		return false // a folder or link with a size: archive/tar's rules
 	}
 	mtime := h.ModTime.Unix()
 	b := &t.blk
 	*b = [blockSize]byte{}
 	copy(b[0:100], h.Name)
 	if !octal(b[100:108], h.Mode) || !octal(b[108:116], int64(h.Uid)) ||
-		!octal(b[116:124], int64(h.Gid)) || !octal(b[124:136], size) ||
+		!octal(b[116:124], int64(h.Gid)) || !octal(b[124:136], h.Size) ||
 		!octal(b[136:148], mtime) {
 		return false
 	}
