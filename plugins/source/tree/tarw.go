@@ -93,7 +93,7 @@ func (t *tarWriter) Close() error {
 
 func (t *tarWriter) endEntry() error {
 	if t.remain > 0 {
-		return fmt.Errorf("archive/tar: missed writing %d bytes", t.remain)
+		return fmt.Errorf("tar: the entry is %d bytes short of its header's size", t.remain)
 	}
 	_, err := t.bw.Write(zeroBlocks[:t.pad])
 	t.pad = 0
