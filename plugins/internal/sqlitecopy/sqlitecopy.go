@@ -1,9 +1,10 @@
 // Package sqlitecopy makes consistent copies of live SQLite databases and checks them. It is
 // shared by the sqlite source and the tree source (plugins never import each other).
 //
-// A copy is made with SQLite's online backup API in a single step (or with VACUUM INTO):
-// one read transaction on the source, so the copy is one committed state of the database
-// and, in WAL mode, writers are never blocked. The source is opened read-only: nothing is
+// A copy is made in one read transaction on the source, so it is one committed state of the
+// database and, in WAL mode, writers are never blocked: by copying the file and the WAL's
+// committed frames (pages.go), by SQLite's online backup API in a single step where that
+// cannot vouch for the copy, or with VACUUM INTO. The source is opened read-only: nothing is
 // checkpointed and nothing in it is written.
 package sqlitecopy
 
@@ -34,7 +35,8 @@ const Header = "SQLite format 3\x00"
 type Method string
 
 const (
-	// MethodBackup uses the online backup API (sqlite3_backup_step(-1)): a page-for-page copy.
+	// MethodBackup makes a page-for-page copy: of the file and the WAL under a read
+	// transaction, or with the online backup API (sqlite3_backup_step(-1)).
 	MethodBackup Method = "backup"
 	// MethodVacuum uses VACUUM INTO: a rebuilt, defragmented copy.
 	MethodVacuum Method = "vacuum"
@@ -65,7 +67,16 @@ type Info struct {
 	JournalMode   string // the source's journal mode ("wal", "delete", ...)
 	UserVersion   int64
 	SQLiteVersion string // the library that made the copy
+	CopyMode      string // how the copy was made: CopyPages, CopyBackupAPI or CopyVacuum
+	WhyBackupAPI  string // with CopyBackupAPI: why the page copy could not be used
 }
+
+// How a copy was made (Info.CopyMode).
+const (
+	CopyPages     = "pages"      // the file and the WAL's committed frames, under a read transaction
+	CopyBackupAPI = "backup_api" // sqlite3_backup_step(-1)
+	CopyVacuum    = "vacuum"     // VACUUM INTO
+)
 
 // Size is the database size in bytes (page size times page count).
 func (i Info) Size() int64 { return i.PageSize * i.PageCount }
@@ -78,6 +89,7 @@ func (i Info) Meta() map[string]string {
 		"journal_mode":   i.JournalMode,
 		"user_version":   strconv.FormatInt(i.UserVersion, 10),
 		"sqlite_version": i.SQLiteVersion,
+		"copy_mode":      i.CopyMode,
 	}
 }
 
@@ -283,6 +295,8 @@ func Copy(ctx context.Context, src, dst string, opt Options) (info Info, err err
 	if _, err := os.Lstat(dst); err == nil {
 		return Info{}, fmt.Errorf("copy %s: %s already exists", src, dst)
 	}
+	var kept keptFiles
+	defer kept.closeAll() // after the connection: deferred calls run last first
 	db, conn, err := openSource(ctx, src, opt.BusyTimeout)
 	if err != nil {
 		return Info{}, describeErr(src, opt.BusyTimeout, err)
@@ -303,8 +317,9 @@ func Copy(ctx context.Context, src, dst string, opt Options) (info Info, err err
 	}()
 	switch opt.Method {
 	case MethodBackup:
-		err = backup(ctx, conn, dst)
+		info.CopyMode, info.WhyBackupAPI, err = backup(ctx, conn, &kept, src, dst)
 	case MethodVacuum:
+		info.CopyMode = CopyVacuum
 		_, err = conn.ExecContext(ctx, "VACUUM INTO ?", dst)
 	default:
 		return Info{}, fmt.Errorf("copy %s: unknown method %q (expected backup or vacuum)", src, opt.Method)
@@ -321,7 +336,18 @@ func Copy(ctx context.Context, src, dst string, opt Options) (info Info, err err
 	return info, nil
 }
 
-func backup(ctx context.Context, conn *sql.Conn, dst string) error {
+// backup copies src to dst with copyPages, or where that cannot vouch for the copy, with
+// the online backup API. It returns which of the two made the copy, and why not the first.
+func backup(ctx context.Context, conn *sql.Conn, kept *keptFiles, src, dst string) (mode, why string, err error) {
+	err = copyPages(ctx, conn, kept, src, dst)
+	if !errors.Is(err, errUsePager) {
+		return CopyPages, "", err
+	}
+	removeDB(dst)
+	return CopyBackupAPI, err.Error(), backupAPI(ctx, conn, dst)
+}
+
+func backupAPI(ctx context.Context, conn *sql.Conn, dst string) error {
 	// The destination is scratch space: no journal and no fsyncs are needed while it is
 	// written, since a failed copy is deleted, not recovered.
 	dstURI, err := uri(dst, url.Values{"_pragma": {"synchronous(off)"}})

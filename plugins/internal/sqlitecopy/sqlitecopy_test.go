@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"database/sql"
 	"errors"
 	"fmt"
 	"os"
@@ -32,10 +33,11 @@ func TestTakeUnderLoad(t *testing.T) {
 	for _, tc := range []struct {
 		journal string
 		method  sqlitecopy.Method
+		mode    string
 	}{
-		{"wal", sqlitecopy.MethodBackup},
-		{"wal", sqlitecopy.MethodVacuum},
-		{"delete", sqlitecopy.MethodBackup},
+		{"wal", sqlitecopy.MethodBackup, sqlitecopy.CopyPages},
+		{"wal", sqlitecopy.MethodVacuum, sqlitecopy.CopyVacuum},
+		{"delete", sqlitecopy.MethodBackup, sqlitecopy.CopyPages},
 	} {
 		t.Run(tc.journal+"/"+string(tc.method), func(t *testing.T) {
 			dir := t.TempDir()
@@ -58,7 +60,7 @@ func TestTakeUnderLoad(t *testing.T) {
 					t.Errorf("copy %d has %d transfers, the one before had %d", i, n, last)
 				}
 				last = n
-				if s.Info.UserVersion != 7 || s.Info.JournalMode != tc.journal || s.Info.PageCount == 0 {
+				if s.Info.UserVersion != 7 || s.Info.JournalMode != tc.journal || s.Info.PageCount == 0 || s.Info.CopyMode != tc.mode {
 					t.Errorf("copy %d: info %+v", i, s.Info)
 				}
 				if err := s.Remove(); err != nil {
@@ -108,6 +110,9 @@ func TestCopyLeavesSourceAlone(t *testing.T) {
 				sums = append(sums, fileSum(t, s.Path))
 				if s.Info.JournalMode != jm {
 					t.Errorf("journal mode %q, want %q", s.Info.JournalMode, jm)
+				}
+				if s.Info.CopyMode != sqlitecopy.CopyPages { // an empty WAL too
+					t.Errorf("copy mode %q, want %q", s.Info.CopyMode, sqlitecopy.CopyPages)
 				}
 				s.Remove()
 			}
@@ -303,5 +308,182 @@ func TestStaleCopiesRemoved(t *testing.T) {
 	}
 	if _, err := os.Stat(recent); err != nil {
 		t.Error("a recent copy (maybe another run's) was removed")
+	}
+}
+
+// openWAL opens the bank at path read-write with automatic checkpoints off, so what it
+// commits stays in the WAL until the test ends.
+func openWAL(t *testing.T, path string) *sql.DB {
+	t.Helper()
+	db, err := sqlitetest.Open(path, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	if _, err := db.Exec("PRAGMA wal_autocheckpoint=0"); err != nil {
+		t.Fatal(err)
+	}
+	return db
+}
+
+// TestPageCopyOfWAL copies a database whose newest commits are only in its WAL: a shrink
+// (VACUUM, so the file holds pages the committed state has dropped) and growth after it
+// (pages only the WAL has). The page copy must lay the frames over the file and cut it to
+// the committed size.
+func TestPageCopyOfWAL(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "bank.db")
+	sqlitetest.CreateBank(t, path, "wal", 2)
+	db := openWAL(t, path)
+	if _, err := db.Exec("PRAGMA wal_checkpoint(TRUNCATE)"); err != nil {
+		t.Fatal(err)
+	}
+	fileBefore, _ := os.Stat(path)
+	if err := sqlitetest.Transfers(db, 300); err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{"DELETE FROM filler", "VACUUM"} {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	if err := sqlitetest.Transfers(db, 200); err != nil {
+		t.Fatal(err)
+	}
+	if fileAfter, _ := os.Stat(path); fileAfter.Size() != fileBefore.Size() {
+		t.Fatalf("the database file changed size (%d -> %d): a checkpoint ran", fileBefore.Size(), fileAfter.Size())
+	}
+	if wal, err := os.Stat(path + "-wal"); err != nil || wal.Size() == 0 {
+		t.Fatalf("no WAL to copy: %v", err)
+	}
+
+	s, err := sqlitecopy.Take(context.Background(), path, filepath.Join(dir, "scratch"), sqlitecopy.Options{}, sqlitecopy.LevelFull)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Remove()
+	if s.Info.CopyMode != sqlitecopy.CopyPages {
+		t.Errorf("copy mode %q, want %q", s.Info.CopyMode, sqlitecopy.CopyPages)
+	}
+	if n := sqlitetest.CheckInvariant(t, s.Path); n != 500 {
+		t.Errorf("the copy holds %d transfers, want 500", n)
+	}
+	copied, _ := os.Stat(s.Path)
+	if copied.Size() != s.Info.Size() || copied.Size() >= fileBefore.Size() {
+		t.Errorf("copy is %d bytes, %d pages of %d; the source file %d", copied.Size(), s.Info.PageCount, s.Info.PageSize, fileBefore.Size())
+	}
+	var filler int
+	if err := openCopy(t, s.Path).QueryRow("SELECT count(*) FROM filler").Scan(&filler); err != nil || filler != 0 {
+		t.Errorf("filler rows in the copy: %d, %v (want 0: deleted before the copy)", filler, err)
+	}
+}
+
+func openCopy(t *testing.T, path string) *sql.DB {
+	t.Helper()
+	db, err := sql.Open("sqlite", "file:"+path+"?mode=ro&immutable=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+// TestPageCopyFallsBack breaks the checksum chain of the WAL's first frame (which SQLite's
+// readers, holding the WAL index, do not check again). The page copy cannot vouch for the
+// frames then, so the copy is made with the backup API, and is still whole.
+func TestPageCopyFallsBack(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "bank.db")
+	sqlitetest.CreateBank(t, path, "wal", 1)
+	db := openWAL(t, path)
+	if err := sqlitetest.Transfers(db, 50); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(path+"-wal", os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b [1]byte
+	const at = 32 + 16 // the first frame's first checksum word
+	if _, err := f.ReadAt(b[:], at); err != nil {
+		t.Fatal(err)
+	}
+	b[0] ^= 0xff
+	if _, err := f.WriteAt(b[:], at); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+
+	s, err := sqlitecopy.Take(context.Background(), path, filepath.Join(dir, "scratch"), sqlitecopy.Options{}, sqlitecopy.LevelFull)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Remove()
+	if s.Info.CopyMode != sqlitecopy.CopyBackupAPI {
+		t.Errorf("copy mode %q, want %q", s.Info.CopyMode, sqlitecopy.CopyBackupAPI)
+	}
+	if !strings.Contains(s.Info.WhyBackupAPI, "frame 1") {
+		t.Errorf("reason for the backup API: %q, want one naming frame 1", s.Info.WhyBackupAPI)
+	}
+	if n := sqlitetest.CheckInvariant(t, s.Path); n != 50 {
+		t.Errorf("the copy holds %d transfers, want 50", n)
+	}
+}
+
+// TestPageCopyUnderLoad takes many page copies while writer processes commit. In WAL mode
+// two writers also checkpoint: SQLite's automatic checkpoints copy WAL frames into the
+// database file while it is being read. In rollback-journal mode one writer waits for the
+// copy's shared lock (two starve the reader for a minute). Every copy must be one committed
+// state.
+func TestPageCopyUnderLoad(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test: real writer processes")
+	}
+	for _, tc := range []struct {
+		journal string
+		copies  int
+		writers int
+	}{{"wal", 25, 2}, {"delete", 10, 1}} {
+		journal := tc.journal
+		t.Run(journal, func(t *testing.T) {
+			dir := t.TempDir()
+			path := filepath.Join(dir, "bank.db")
+			sqlitetest.CreateBank(t, path, journal, 4)
+			var ws []*sqlitetest.Writer
+			for range tc.writers {
+				ws = append(ws, sqlitetest.StartWriter(t, path))
+			}
+			scratch := filepath.Join(dir, "scratch")
+			var last int64 = -1
+			for i := 0; i < tc.copies; i++ {
+				time.Sleep(time.Duration(i%5) * 20 * time.Millisecond)
+				s, err := sqlitecopy.Take(context.Background(), path, scratch, sqlitecopy.Options{BusyTimeout: 30 * time.Second}, sqlitecopy.LevelQuick)
+				if err != nil {
+					t.Fatalf("copy %d: %v", i, err)
+				}
+				n, err := sqlitetest.Invariant(s.Path)
+				if err != nil {
+					t.Fatalf("copy %d (%s): %v", i, s.Info.CopyMode, err)
+				}
+				if n < last {
+					t.Errorf("copy %d has %d transfers, the one before had %d", i, n, last)
+				}
+				if s.Info.CopyMode != sqlitecopy.CopyPages {
+					t.Errorf("copy %d made by %q", i, s.Info.CopyMode)
+				}
+				last = n
+				s.Remove()
+			}
+			for i, w := range ws {
+				commits, err := w.Stop()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if commits == 0 || last == 0 {
+					t.Fatalf("writer %d committed %d, last copy saw %d: not under load", i, commits, last)
+				}
+				t.Logf("writer %d committed %d transfers; the last copy holds %d", i, commits, last)
+			}
+		})
 	}
 }

@@ -252,6 +252,18 @@ func runWriter(path string, stdin io.Reader, stdout io.Writer) (int64, error) {
 	return n, nil
 }
 
+// Transfers commits n transfers on db, one transaction each.
+func Transfers(db *sql.DB, n int) error {
+	rng := rand.New(rand.NewPCG(1, uint64(n)))
+	note := make([]byte, 512)
+	for i := 0; i < n; i++ {
+		if err := transfer(db, rng, note); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func transfer(db *sql.DB, rng *rand.Rand, note []byte) error {
 	src, dst, amount := rng.IntN(accounts)+1, rng.IntN(accounts)+1, rng.IntN(100)+1
 	for i := range note {

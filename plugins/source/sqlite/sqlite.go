@@ -1,6 +1,6 @@
-// Package sqlite is the SQLite source: a consistent copy of a live database, made with the
-// online backup API in one step (or VACUUM INTO) into scratch_dir, integrity-checked, then
-// streamed. The database itself is only read: in WAL mode writers are never blocked, and
+// Package sqlite is the SQLite source: a consistent copy of a live database, made in one
+// read transaction (a page copy, the online backup API, or VACUUM INTO) into scratch_dir,
+// integrity-checked, then streamed. The database itself is only read: in WAL mode writers are never blocked, and
 // no checkpoint is forced.
 package sqlite
 
@@ -21,13 +21,13 @@ import (
 func Register(r *core.Registry) {
 	r.AddSource(core.SourcePlugin{
 		Type: "sqlite",
-		Doc: "A consistent copy of a live SQLite database (WAL or rollback journal), made with SQLite's online backup API " +
+		Doc: "A consistent copy of a live SQLite database (WAL or rollback journal), made page for page " +
 			"in one read transaction (writers in WAL mode are never blocked), copied into scratch_dir, integrity-checked, " +
 			"then stored as <name>. The database is only read: no checkpoint, no schema change.",
 		Fields: []core.Field{
 			{Name: "path", Kind: core.KindPath, Required: true, Doc: "The database file.", Example: "/data/josh.db"},
 			{Name: "method", Kind: core.KindString, Default: string(sqlitecopy.MethodBackup), Enum: []string{"backup", "vacuum"},
-				Doc: "backup: the online backup API, a page-for-page copy. vacuum: VACUUM INTO, a rebuilt and defragmented copy (slower, often smaller)."},
+				Doc: "backup: a page-for-page copy (of the file and the WAL's committed frames, or where that cannot be vouched for, with SQLite's online backup API). vacuum: VACUUM INTO, a rebuilt and defragmented copy (slower, often smaller)."},
 			{Name: "integrity", Kind: core.KindString, Default: string(sqlitecopy.LevelFull), Enum: []string{"full", "quick", "off"},
 				Doc: "Check of the copy before it is stored: full is PRAGMA integrity_check, quick is PRAGMA quick_check. A damaged copy fails the run."},
 			{Name: "busy_timeout", Kind: core.KindDuration, Default: sqlitecopy.DefaultBusyTimeout,
@@ -45,7 +45,7 @@ func Register(r *core.Registry) {
 	})
 }
 
-// Method is how the copy is made: "backup" (online backup API) or "vacuum" (VACUUM INTO).
+// Method is how the copy is made: "backup" (page for page) or "vacuum" (VACUUM INTO).
 type Method = sqlitecopy.Method
 
 // Level is the integrity check of the copy: "full", "quick" or "off".
@@ -132,7 +132,10 @@ func (s *Source) Snapshot(ctx context.Context, w io.Writer) (map[string]string, 
 			s.log.Warn("could not remove the scratch copy", "path", snap.Path, "err", err)
 		}
 	}()
-	s.log.Info("database copied and checked", "path", s.path, "method", s.opt.Method,
+	if why := snap.Info.WhyBackupAPI; why != "" {
+		s.log.Info("copied with SQLite's backup API instead of the page copy", "path", s.path, "reason", why)
+	}
+	s.log.Info("database copied and checked", "path", s.path, "method", s.opt.Method, "copy_mode", snap.Info.CopyMode,
 		"bytes", snap.Info.Size(), "copy", snap.Duration.Round(time.Millisecond),
 		"integrity", snap.Check.Result, "check", snap.Check.Duration.Round(time.Millisecond))
 	f, err := os.Open(snap.Path)
