@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# SQLite copy step: nightjar's consistent copy (online backup API in one step, and VACUUM
-# INTO) against the stock sqlite3 CLI's `.backup` and `VACUUM INTO` on the same quiet
-# generated database, in alternating runs; median seconds and peak RSS. The integrity check
-# of the copy is timed separately (nightjar's PRAGMA integrity_check against sqlite3's).
+# SQLite copy step: nightjar's consistent copy (`method: backup`: the page copy, or the online
+# backup API where that cannot vouch for the copy; and VACUUM INTO) against the stock sqlite3
+# CLI's `.backup` and `VACUUM INTO` on the same quiet generated database, in alternating
+# runs; median seconds and peak RSS. The integrity check of the copy is timed separately
+# (nightjar's PRAGMA integrity_check against sqlite3's).
 # Then, with a writer committing continuously, once each: nightjar's copy against
 # `sqlite3 .backup`, which restarts on every commit (BENCH_SQLITE_LOAD=0 skips this).
 # BENCH_SQLITE_MB: database size (default 1024). BENCH_RUNS: runs per tool (default 5).
@@ -47,6 +48,7 @@ nj_backup() {
   rm -rf "$work/scratch"; mkdir -p "$work/scratch"
   set -- $(timed "$work/sqlitecopy" -db "$db" -method backup -integrity off -scratch "$work/scratch")
   nj_bk+=("$(sed -n 's/.*copy_seconds=\([0-9.]*\).*/\1/p' "$work/out")"); rss_nj+=("$2")
+  nj_mode=$(sed -n 's/.*copy_mode=\([a-z_]*\).*/\1/p' "$work/out")
 }
 stock_vacuum() { rm -f "$work/vac.db"*; set -- $(timed sqlite3 "$db" "VACUUM INTO '$work/vac.db'"); stock_vac+=("$1"); }
 nj_vacuum() {
@@ -83,7 +85,7 @@ echo "SQLite copy step, ${mb} MiB database, quiet, median of $runs alternating r
 echo
 echo "| step | nightjar | stock | ratio (nightjar/stock) |"
 echo "|---|---|---|---|"
-echo "| copy: online backup, one step vs \`sqlite3 .backup\` | $nb ($(rate "$nb")) | $sb ($(rate "$sb")) | $(ratio "$nb" "$sb") |"
+echo "| copy: \`method: backup\` (copy_mode $nj_mode) vs \`sqlite3 .backup\` | $nb ($(rate "$nb")) | $sb ($(rate "$sb")) | $(ratio "$nb" "$sb") |"
 echo "| copy: VACUUM INTO vs \`sqlite3 'VACUUM INTO'\` | $nv | $sv | $(ratio "$nv" "$sv") |"
 echo "| integrity_check of the copy vs \`sqlite3 'PRAGMA integrity_check'\` | $nc | $sc | $(ratio "$nc" "$sc") |"
 echo
@@ -103,6 +105,7 @@ rm -rf "$work/scratch"; mkdir -p "$work/scratch"
 timed "$work/sqlitecopy" -db "$db" -method backup -integrity full -scratch "$work/scratch" >/dev/null
 nl=$(sed -n 's/.*copy_seconds=\([0-9.]*\).*/\1/p' "$work/out")
 nli=$(sed -n 's/.*integrity_seconds=\([0-9.]*\).*/\1/p' "$work/out")
+nj_mode=$(sed -n 's/.*copy_mode=\([a-z_]*\).*/\1/p' "$work/out")
 rm -f "$work/copy.db"*
 t0=$(date +%s.%N)
 rc=0
@@ -120,4 +123,4 @@ echo "Under load (a writer committed $((after - before)) transactions meanwhile)
 echo
 echo "| step | nightjar | stock |"
 echo "|---|---|---|"
-echo "| copy: online backup, one step vs \`sqlite3 .backup\` | $nl (integrity_check $nli) | $sl |"
+echo "| copy: \`method: backup\` (copy_mode $nj_mode) vs \`sqlite3 .backup\` | $nl (integrity_check $nli) | $sl |"

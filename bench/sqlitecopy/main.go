@@ -48,6 +48,6 @@ func main() {
 		pprof.StopCPUProfile()
 		os.Exit(1)
 	}
-	fmt.Printf("copy_seconds=%s integrity_seconds=%s total_seconds=%.3f\n",
-		meta["copy_seconds"], meta["integrity_seconds"], time.Since(start).Seconds())
+	fmt.Printf("copy_seconds=%s integrity_seconds=%s total_seconds=%.3f copy_mode=%s\n",
+		meta["copy_seconds"], meta["integrity_seconds"], time.Since(start).Seconds(), meta["copy_mode"])
 }
