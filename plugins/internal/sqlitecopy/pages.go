@@ -181,7 +181,7 @@ func copyPages(ctx context.Context, conn *sql.Conn, kept *keptFiles, src, dst st
 func fileFormat(db *os.File) (byte, error) {
 	var b [20]byte
 	if _, err := db.ReadAt(b[:], 0); err != nil {
-		return 0, err
+		return 0, fmt.Errorf("%w: database header: %v", errUsePager, err) // SQLite will say more
 	}
 	if b[18] != b[19] {
 		return 0, fmt.Errorf("%w: read and write versions %d and %d", errUsePager, b[18], b[19])
