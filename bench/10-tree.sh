@@ -10,6 +10,8 @@
 # BENCH_DATA=DIR times an existing tree instead of the generated one (your own data).
 # Prints the median times, the ratio nightjar / stock (below 1.0: nightjar is faster) and
 # nightjar's peak RSS (from /usr/bin/time -v, else from getrusage via bench/rusage).
+# The restored trees are kept until the last round (see next_restore): 2 x (ROUNDS + 1) + 1
+# copies of the data on disk at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 size_mb=${BENCH_SIZE_MB:-1024}
@@ -23,6 +25,7 @@ case $shape in
   *) echo "BENCH_SHAPE=$shape: expected mixed or small"; exit 1 ;;
 esac
 mkdir -p "$out"
+rm -rf "$out"/restore.* # an interrupted run's
 [ -x "$nj" ] || go build -o "$nj" ./cmd/nightjar
 for tool in tar zstd age; do
   command -v $tool >/dev/null || { echo "missing tool: $tool (make tools)"; exit 1; }
@@ -96,10 +99,18 @@ sinks:
   - {name: local, type: local, path: $out/backups}
 EOF
 
-nj_run()    { rm -rf "$out/backups"; timed "$nj" run -q -c "$out/pipeline.yaml"; }
-stock_run() { rm -f "$out/stock.tar.zst.age"; timed sh -c "tar -cf - -C '$data' . | zstd -3 -T0 -q | age -r '$recipient' > '$out/stock.tar.zst.age'"; }
-nj_restore()    { rm -rf "$out/restore"; timed "$nj" restore -q -c "$out/pipeline.yaml" --identity "$out/key.txt" --to "$out/restore"; }
-stock_restore() { rm -rf "$out/restore"; mkdir -p "$out/restore"; timed sh -c "age -d -i '$out/key.txt' '$out/stock.tar.zst.age' | zstd -d -q | tar -x -C '$out/restore'"; }
+nj_run()    { rm -rf "$out/backups"; sync; timed "$nj" run -q -c "$out/pipeline.yaml"; }
+stock_run() { rm -f "$out/stock.tar.zst.age"; sync; timed sh -c "tar -cf - -C '$data' . | zstd -3 -T0 -q | age -r '$recipient' > '$out/stock.tar.zst.age'"; }
+# Each restore goes into a folder of its own, and the restored trees are deleted only after
+# the last round. Deleting one right before the next run made that run's time the kernel's:
+# on ext4 without a journal (this machine's /work), for about 30 s after an inode is freed
+# (vm.dirty_expire_centisecs), every new file's inode allocation scans past all such inodes
+# in its block group, 0.5-1 ms a file (perf: recently_deleted in ext4_create), whichever
+# tool creates it. The sync keeps the previous run's writeback out of the next run.
+restores=0
+next_restore() { restores=$((restores + 1)); dest=$out/restore.$restores; rm -rf "$dest"; sync; }
+nj_restore()    { next_restore; timed "$nj" restore -q -c "$out/pipeline.yaml" --identity "$out/key.txt" --to "$dest"; }
+stock_restore() { next_restore; mkdir -p "$dest"; timed sh -c "age -d -i '$out/key.txt' '$out/stock.tar.zst.age' | zstd -d -q | tar -x -C '$dest'"; }
 
 median() { sort -n | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 
@@ -133,5 +144,5 @@ stored=$(find "$out/backups" -name '*.age' -printf '%s\n' | head -1)
 echo
 echo "stored: nightjar $((stored / 1048576)) MiB, stock $(( $(stat -c %s "$out/stock.tar.zst.age") / 1048576 )) MiB"
 nj_restore
-if diff -r "$data" "$out/restore/data" >/dev/null; then echo "nightjar's restored tree equals the data (diff -r)"; else echo "RESTORED TREE DIFFERS"; exit 1; fi
-rm -rf "$out/restore" "$out/backups" "$out/stock.tar.zst.age"
+if diff -r "$data" "$dest/data" >/dev/null; then echo "nightjar's restored tree equals the data (diff -r)"; else echo "RESTORED TREE DIFFERS"; exit 1; fi
+rm -rf "$out"/restore.* "$out/backups" "$out/stock.tar.zst.age"
