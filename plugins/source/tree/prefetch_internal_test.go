@@ -1,10 +1,14 @@
 package tree
 
 import (
+	"archive/tar"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 )
 
 // Sidecars of SQLite databases are never read ahead: the read-ahead would open and close
@@ -46,5 +50,67 @@ func TestSidecarsAreNotPrefetched(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// The file writers take turns while most files are slow to create and work in parallel
+// again once creates are fast.
+func TestFileWritersSerializeWhileCreatesAreSlow(t *testing.T) {
+	slow, fast := 2*slowCreate, slowCreate/10
+	steps := []struct {
+		d          time.Duration
+		n          int
+		wantSerial bool
+	}{
+		{fast, 100, false},                       // the score stays at 0
+		{slow, slowSerial - 1, false},            // not yet a majority
+		{slow, 1, true},                          // serial from slowSerial on
+		{slow, 500, true},                        // the score stops at slowMax
+		{fast, slowMax - slowParallel - 1, true}, // hysteresis: still serial above slowParallel
+		{fast, 1, false},                         // parallel again
+		{fast, 100, false},
+	}
+	w := &fileWriters{}
+	for i, s := range steps {
+		for range s.n {
+			w.observe(s.d)
+		}
+		if got := w.serial.Load(); got != s.wantSerial {
+			t.Fatalf("step %d (%d files of %v): serial %v, want %v (score %d)", i, s.n, s.d, got, s.wantSerial, w.slow.Load())
+		}
+		if n := w.slow.Load(); n < 0 || n > slowMax {
+			t.Fatalf("step %d: score %d outside [0, %d]", i, n, slowMax)
+		}
+	}
+}
+
+// Files queued while the writers take turns are all created, each once.
+func TestFileWritersCreateInTurns(t *testing.T) {
+	dir := t.TempDir()
+	d, err := os.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	held := &heldDir{f: d, fd: int(d.Fd())}
+	held.refs.Store(1)
+	w := newFileWriters(false)
+	w.serial.Store(true)
+	w.slow.Store(slowMax)
+	for i := range 200 {
+		body := strings.Repeat("x", i)
+		h := &tar.Header{Name: fmt.Sprintf("f%03d", i), Mode: 0o640, Size: int64(len(body)), ModTime: time.Unix(1700000000, 0)}
+		if err := w.submit(strings.NewReader(body), held, h.Name, h); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.wait(); err != nil {
+		t.Fatal(err)
+	}
+	held.release()
+	for i := range 200 {
+		b, err := os.ReadFile(filepath.Join(dir, fmt.Sprintf("f%03d", i)))
+		if err != nil || len(b) != i {
+			t.Fatalf("f%03d: %d bytes, %v", i, len(b), err)
+		}
 	}
 }
