@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"path"
 	"sync"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -29,11 +31,12 @@ const (
 type prefetched struct {
 	ready    chan struct{} // closed when the fields below are set
 	data     []byte
-	size     int64     // fstat of the open file, before reading
-	mtime    time.Time // likewise
-	changed  bool      // fstat after reading differs from before
+	size     int64       // fstat of the open file, before reading
+	mtime    time.Time   // likewise
+	changed  bool        // fstat after reading differs from before
+	info     fs.FileInfo // that fstat, when the file is read ahead
 	err      error
-	fallback bool // no longer a small regular file: the writer reads it itself
+	fallback bool // not a small regular file: the writer reads it itself
 }
 
 // buffers recycles the buffers of files read ahead: allocating one per file (zeroed,
@@ -69,22 +72,32 @@ func (b buffers) put(buf []byte) {
 // each of thousands of small files, for a descriptor that lives for three system calls.
 func (pf *prefetched) read(p string, bufs buffers) {
 	defer close(pf.ready)
-	fd, err := retryEINTR(func() (int, error) { return unix.Open(p, unix.O_RDONLY|unix.O_CLOEXEC, 0) })
+	// O_NOFOLLOW and O_NONBLOCK: the file may have been replaced since the folder was
+	// read, by a symlink (refused here, and stored as one by the writer) or by a FIFO,
+	// which would block a plain open until some writer came.
+	fd, err := retryEINTR(func() (int, error) {
+		return unix.Open(p, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
+	})
+	if err == unix.ELOOP {
+		pf.fallback = true
+		return
+	}
 	if err != nil {
 		pf.err = &fs.PathError{Op: "open", Path: p, Err: err}
 		return
 	}
 	defer unix.Close(fd)
-	var before, after unix.Stat_t
-	if err := unix.Fstat(fd, &before); err != nil {
+	var before, after syscall.Stat_t
+	if err := syscall.Fstat(fd, &before); err != nil {
 		pf.err = &fs.PathError{Op: "fstat", Path: p, Err: err}
 		return
 	}
-	if before.Mode&unix.S_IFMT != unix.S_IFREG || before.Size > prefetchMax {
+	if before.Mode&syscall.S_IFMT != syscall.S_IFREG || before.Size > prefetchMax {
 		pf.fallback = true
 		return
 	}
 	pf.size, pf.mtime = before.Size, time.Unix(before.Mtim.Unix())
+	pf.info = &statInfo{name: path.Base(p), st: before}
 	pf.data = bufs.get()[:before.Size]
 	n := 0
 	for n < len(pf.data) {
@@ -99,7 +112,7 @@ func (pf *prefetched) read(p string, bufs buffers) {
 		n += k
 	}
 	pf.data = pf.data[:n]
-	if unix.Fstat(fd, &after) == nil {
+	if syscall.Fstat(fd, &after) == nil {
 		pf.changed = after.Size != before.Size || after.Mtim != before.Mtim
 	}
 }
@@ -119,7 +132,7 @@ func retryEINTR(f func() (int, error)) (int, error) {
 // every POSIX lock this process holds on it, SQLite's WAL read lock on -shm included. A
 // writer may then checkpoint over pages the backup is still reading, and the copy is torn.
 func (s *Source) prefetchable(e entry) bool {
-	if !e.info.Mode().IsRegular() || e.info.Size() > prefetchMax {
+	if e.info != nil && (!e.info.Mode().IsRegular() || e.info.Size() > prefetchMax) {
 		return false
 	}
 	if _, sidecar := sidecarOf(e.abs); sidecar && s.sqlite != SQLiteRaw {
@@ -155,7 +168,7 @@ func (s *Source) walkPrefetched(ctx context.Context, fn func(e entry, pf *prefet
 	go func() {
 		defer close(items)
 		defer close(work)
-		walkErr = s.walk(ctx, func(e entry) error {
+		walkErr = s.walk(ctx, false, func(e entry) error {
 			it := walkItem{e: e}
 			if s.prefetchable(e) {
 				it.pf = &prefetched{ready: make(chan struct{})}
@@ -238,4 +251,32 @@ func (s *Source) needsStreaming(e entry, pf *prefetched) bool {
 	}
 	n := len(sqlitecopy.Header)
 	return len(pf.data) >= n && string(pf.data[:n]) == sqlitecopy.Header
+}
+
+// statInfo is the fs.FileInfo of a regular file read ahead, from the fstat of its open
+// descriptor.
+type statInfo struct {
+	name string
+	st   syscall.Stat_t
+}
+
+func (i *statInfo) Name() string       { return i.name }
+func (i *statInfo) Size() int64        { return i.st.Size }
+func (i *statInfo) ModTime() time.Time { return time.Unix(i.st.Mtim.Unix()) }
+func (i *statInfo) IsDir() bool        { return false }
+func (i *statInfo) Sys() any           { return &i.st }
+
+// Mode is that of a regular file: the permissions and the setuid, setgid and sticky bits.
+func (i *statInfo) Mode() fs.FileMode {
+	m := fs.FileMode(i.st.Mode & 0o777)
+	if i.st.Mode&syscall.S_ISUID != 0 {
+		m |= fs.ModeSetuid
+	}
+	if i.st.Mode&syscall.S_ISGID != 0 {
+		m |= fs.ModeSetgid
+	}
+	if i.st.Mode&syscall.S_ISVTX != 0 {
+		m |= fs.ModeSticky
+	}
+	return m
 }

@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -358,4 +359,74 @@ func (c *cancelAfter) Write(p []byte) (int, error) {
 		c.cancel()
 	}
 	return len(p), nil
+}
+
+// The headers of files read ahead come from the fstat of the open file, not from an lstat
+// in the walk; they must say what an lstat says: mode bits, owner, size, mtime, type.
+func TestHeadersMatchLstat(t *testing.T) {
+	dir := t.TempDir()
+	files := map[string]os.FileMode{
+		"plain": 0o644, "private": 0o600, "suid": 0o4755 | os.ModeSetuid, "sgid": 0o2750 | os.ModeSetgid,
+		"sticky": 0o1777 | os.ModeSticky, "empty": 0o640, "large": 0o664,
+	}
+	for name, mode := range files {
+		body := strings.Repeat(name, 10)
+		switch name {
+		case "empty":
+			body = ""
+		case "large":
+			body = strings.Repeat("L", prefetchMax+1) // streamed, not read ahead
+		}
+		p := filepath.Join(dir, "d", name)
+		mkfile(t, p, body)
+		if err := os.Chmod(p, mode); err != nil {
+			t.Fatal(err)
+		}
+		mt := time.Unix(1700000000+int64(len(name)), 0)
+		if err := os.Chtimes(p, mt, mt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Symlink("plain", filepath.Join(dir, "d", "link")); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mkfifo(filepath.Join(dir, "d", "fifo"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	src, err := New("data", dir, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if _, err := src.Snapshot(context.Background(), &buf); err != nil {
+		t.Fatal(err)
+	}
+	tr := tar.NewReader(&buf)
+	seen := 0
+	for {
+		got, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		rel := strings.TrimSuffix(got.Name, "/")
+		info, err := os.Lstat(filepath.Join(dir, rel))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := header(entry{rel: rel, abs: filepath.Join(dir, rel), info: info})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Typeflag != want.Typeflag || got.Mode != want.Mode || got.Uid != want.Uid || got.Gid != want.Gid ||
+			got.Size != want.Size || !got.ModTime.Equal(want.ModTime.Truncate(time.Second)) || got.Linkname != want.Linkname {
+			t.Errorf("%s: header %+v\nwant as from lstat %+v", rel, got, want)
+		}
+		seen++
+	}
+	if seen != len(files)+2 { // the files, d/ and the link; the FIFO is skipped
+		t.Fatalf("%d entries in the archive, want %d", seen, len(files)+2)
+	}
 }
