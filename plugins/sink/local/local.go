@@ -38,10 +38,6 @@ func Register(r *core.Registry) {
 // copyBuffer is the size of each write to the object file.
 const copyBuffer = 1 << 20
 
-// writebackWindow is how much of an object is written before the kernel is asked to start
-// writing it to the disk (Linux; see writebackFile).
-const writebackWindow = 8 << 20
-
 // tmpPrefix marks objects being written; List skips them.
 const tmpPrefix = ".nightjar-tmp-"
 
@@ -91,7 +87,7 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader) (n int64, err 
 	}()
 	// A large buffer: the engine hands over 1 MiB chunks, and io.Copy's 32 KiB would turn
 	// each into 32 write calls.
-	n, err = io.CopyBuffer(newWritebackFile(f), ctxReader{ctx, r}, make([]byte, copyBuffer))
+	n, err = io.CopyBuffer(blob.WriteBehind(f), ctxReader{ctx, r}, make([]byte, copyBuffer))
 	if err != nil {
 		return n, fmt.Errorf("put %s: %w", key, err)
 	}

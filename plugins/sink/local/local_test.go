@@ -96,15 +96,15 @@ func TestStoreContract(t *testing.T) {
 	}
 }
 
-// TestPutAcrossWritebackWindows stores objects larger than the writeback window, in
+// TestPutAcrossWriteBehindWindows stores objects larger than blob.WriteBehind's window, in
 // chunks that do not line up with it, and reads them back whole.
-func TestPutAcrossWritebackWindows(t *testing.T) {
+func TestPutAcrossWriteBehindWindows(t *testing.T) {
 	ctx := context.Background()
 	s, err := NewStore(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, size := range []int{writebackWindow - 1, writebackWindow, 2*writebackWindow + 12345} {
+	for _, size := range []int{blob.WriteBehindWindow - 1, blob.WriteBehindWindow, 2*blob.WriteBehindWindow + 12345} {
 		want := make([]byte, size)
 		for i := range want {
 			want[i] = byte(i*7 + i/4099)
