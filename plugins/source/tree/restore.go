@@ -320,10 +320,10 @@ func (f *folderRoot) close() {
 // create is slow in the kernel, several creators make it slower still: on ext4 without a
 // journal, for about 30 s after many files are deleted (a restore over a tree just
 // removed), every create scans the block group's recently freed inodes (0.5-1 ms a file),
-// and four writers doing so at once took 46-50 s for 61,440 files, with 75-81 s of system
-// time, against 28-44 s for `tar -x` (perf: recently_deleted in ext4_create). So the
-// writers time each file, and while most take longer than slowCreate they take turns
-// (one at a time), until creates are fast again.
+// and four writers doing so at once took a median 48 s for 61,440 files, with 76-85 s of
+// system time, against 44 s and 28-44 s for `tar -x` (perf: recently_deleted in
+// ext4_create). So the writers time each file, and while most take longer than
+// slowCreate they take turns (one at a time), until creates are fast again.
 type fileWriters struct {
 	jobs   chan fileJob
 	bufs   buffers
