@@ -147,8 +147,8 @@ type walkItem struct {
 }
 
 // walkPrefetched is walk, with small regular files read ahead in parallel. fn runs on the
-// calling goroutine, in walk order.
-func (s *Source) walkPrefetched(ctx context.Context, fn func(e entry, pf *prefetched) error) error {
+// calling goroutine, in walk order. Each read ahead holds dbCopy for reading.
+func (s *Source) walkPrefetched(ctx context.Context, dbCopy *sync.RWMutex, fn func(e entry, pf *prefetched) error) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	items := make(chan walkItem, prefetchDepth)
@@ -160,7 +160,9 @@ func (s *Source) walkPrefetched(ctx context.Context, fn func(e entry, pf *prefet
 		go func() {
 			defer wg.Done()
 			for it := range work {
+				dbCopy.RLock()
 				it.pf.read(it.e.abs, bufs)
+				dbCopy.RUnlock()
 			}
 		}()
 	}

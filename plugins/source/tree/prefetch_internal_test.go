@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -37,7 +38,7 @@ func TestSidecarsAreNotPrefetched(t *testing.T) {
 				t.Fatal(err)
 			}
 			got := map[string]bool{}
-			err = src.walkPrefetched(context.Background(), func(e entry, pf *prefetched) error {
+			err = src.walkPrefetched(context.Background(), new(sync.RWMutex), func(e entry, pf *prefetched) error {
 				got[e.rel] = pf != nil
 				return nil
 			})
@@ -112,5 +113,41 @@ func TestFileWritersCreateInTurns(t *testing.T) {
 		if err != nil || len(b) != i {
 			t.Fatalf("f%03d: %d bytes, %v", i, len(b), err)
 		}
+	}
+}
+
+// While a database copy holds dbCopy, the read-ahead opens no file: a file it opened and
+// closed could be another name (a hard link) of the database being copied, and the close
+// would drop the copy's POSIX locks.
+func TestReadAheadWaitsForDatabaseCopy(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "a.txt"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	src, err := New("data", dir, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dbCopy sync.RWMutex
+	dbCopy.Lock()
+	called := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- src.walkPrefetched(context.Background(), &dbCopy, func(e entry, pf *prefetched) error {
+			called <- e.rel
+			return nil
+		})
+	}()
+	select {
+	case name := <-called:
+		t.Fatalf("%s was read ahead while a database copy held the lock", name)
+	case <-time.After(300 * time.Millisecond):
+	}
+	dbCopy.Unlock()
+	if name := <-called; name != "a.txt" {
+		t.Fatalf("walk gave %q", name)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }

@@ -116,7 +116,9 @@ func (s *Source) sqliteEntry(ctx context.Context, tw *tarWriter, f *os.File, e e
 		s.log.Warn("leaving out a SQLite database (sqlite: skip)", "source", s.name, "path", e.abs)
 		return true, nil
 	}
+	st.dbCopy.Lock()
 	snap, err := sqlitecopy.Take(ctx, e.abs, s.scratch, sqlitecopy.Options{}, sqlitecopy.LevelQuick)
+	st.dbCopy.Unlock()
 	if errors.Is(err, sqlitecopy.ErrDamaged) || errors.Is(err, sqlitecopy.ErrNotDatabase) {
 		// Not a usable database (damaged, or only its header looks right): it is stored
 		// byte for byte like any file, so the backup still has what the disk had.

@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -94,12 +95,17 @@ func (s *Source) excluded(rel string, isDir bool) bool {
 	return false
 }
 
-// stats are recorded in the manifest.
+// stats is one snapshot's state: the counts the manifest records, and dbCopy.
 type stats struct {
 	files, dirs, symlinks, skipped, changed int64
 	bytes                                   int64
 	changedNames                            []string
 	sqlite                                  sqliteStats
+	// dbCopy is held while a database inside the tree is copied, and by the read-ahead
+	// around each file it opens and closes, so the read-ahead never closes a descriptor of
+	// that database (another name of it: a hard link) while the copy holds SQLite's POSIX
+	// locks, which closing any descriptor of the file would drop.
+	dbCopy sync.RWMutex
 }
 
 // entry is one item of the sorted walk.
@@ -186,7 +192,7 @@ func (s *Source) Snapshot(ctx context.Context, w io.Writer) (map[string]string, 
 	tw := newTarWriter(w)
 	var st stats
 	buf := make([]byte, 1<<20)
-	err := s.walkPrefetched(ctx, func(e entry, pf *prefetched) error { return s.writeEntry(ctx, tw, e, pf, &st, buf) })
+	err := s.walkPrefetched(ctx, &st.dbCopy, func(e entry, pf *prefetched) error { return s.writeEntry(ctx, tw, e, pf, &st, buf) })
 	if err != nil {
 		return nil, err
 	}

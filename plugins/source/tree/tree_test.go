@@ -312,7 +312,7 @@ func TestPrefetchedFileChanges(t *testing.T) {
 			}
 			tw.Close()
 			if st.changed != 1 || st.files != 1 {
-				t.Fatalf("stats: %+v", st)
+				t.Fatalf("stats: changed %d, files %d", st.changed, st.files)
 			}
 			if err := s.Check(context.Background(), bytes.NewReader(buf.Bytes())); err != nil {
 				t.Fatal(err)
