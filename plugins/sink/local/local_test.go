@@ -1,17 +1,14 @@
 package local
 
 import (
-	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
-	"testing/iotest"
 
 	"github.com/nightjar-backup/nightjar/sdk/blob"
 )
@@ -93,35 +90,5 @@ func TestStoreContract(t *testing.T) {
 	}
 	if err := s.Delete(ctx, "p/id/a.tar"); !errors.Is(err, blob.ErrNotFound) {
 		t.Fatalf("delete missing: %v", err)
-	}
-}
-
-// TestPutAcrossWriteBehindWindows stores objects larger than blob.WriteBehind's window, in
-// chunks that do not line up with it, and reads them back whole.
-func TestPutAcrossWriteBehindWindows(t *testing.T) {
-	ctx := context.Background()
-	s, err := NewStore(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, size := range []int{blob.WriteBehindWindow - 1, blob.WriteBehindWindow, 2*blob.WriteBehindWindow + 12345} {
-		want := make([]byte, size)
-		for i := range want {
-			want[i] = byte(i*7 + i/4099)
-		}
-		key := fmt.Sprintf("p/id/%d.bin", size)
-		n, err := s.Put(ctx, key, io.MultiReader(bytes.NewReader(want[:333]), iotest.HalfReader(bytes.NewReader(want[333:]))))
-		if err != nil || n != int64(size) {
-			t.Fatalf("put %d bytes: %d %v", size, n, err)
-		}
-		rc, err := s.Get(ctx, key, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, err := io.ReadAll(rc)
-		rc.Close()
-		if err != nil || !bytes.Equal(got, want) {
-			t.Fatalf("get %d bytes back: %d bytes, equal %v, %v", size, len(got), bytes.Equal(got, want), err)
-		}
 	}
 }

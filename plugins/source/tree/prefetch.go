@@ -3,7 +3,6 @@ package tree
 import (
 	"archive/tar"
 	"context"
-	"errors"
 	"fmt"
 	"io/fs"
 	"path"
@@ -31,10 +30,8 @@ const (
 type prefetched struct {
 	ready    chan struct{} // closed when the fields below are set
 	data     []byte
-	size     int64       // fstat of the open file, before reading
-	mtime    time.Time   // likewise
-	changed  bool        // fstat after reading differs from before
-	info     fs.FileInfo // that fstat, when the file is read ahead
+	info     *statInfo // fstat of the open file, before reading; nil unless read ahead
+	changed  bool      // fstat after reading differs from before
 	err      error
 	fallback bool // not a small regular file: the writer reads it itself
 }
@@ -96,7 +93,6 @@ func (pf *prefetched) read(p string, bufs buffers) {
 		pf.fallback = true
 		return
 	}
-	pf.size, pf.mtime = before.Size, time.Unix(before.Mtim.Unix())
 	pf.info = &statInfo{name: path.Base(p), st: before}
 	pf.data = bufs.get()[:before.Size]
 	n := 0
@@ -212,16 +208,12 @@ func (s *Source) walkPrefetched(ctx context.Context, dbCopy *sync.RWMutex, fn fu
 }
 
 // writePrefetched writes a small file read ahead, with the same checks as the streaming
-// path: the header has the size and mtime of the open file, a change while read is
+// path: h was made from the fstat of the open file (pf.info), a change while read is
 // reported.
 func (s *Source) writePrefetched(tw *tarWriter, h *tar.Header, e entry, pf *prefetched, st *stats, buf []byte) error {
-	if errors.Is(pf.err, fs.ErrNotExist) {
-		return nil // deleted since the folder was read: not part of this snapshot
-	}
 	if pf.err != nil {
 		return fmt.Errorf("cannot read %s: %w", e.abs, unwrapPathErr(pf.err))
 	}
-	h.Size, h.ModTime = pf.size, pf.mtime
 	if err := s.writeHeader(tw, h, e.rel); err != nil {
 		return err
 	}

@@ -399,8 +399,7 @@ func (w *fileWriters) run() {
 
 // write creates j's file, alone while creation is slow, and counts how long it took.
 func (w *fileWriters) write(j fileJob) error {
-	serial := w.serial.Load()
-	if serial {
+	if w.serial.Load() {
 		w.turn.Lock()
 		defer w.turn.Unlock()
 	}

@@ -278,22 +278,19 @@ func (s *Source) writeHeader(tw *tarWriter, h *tar.Header, rel string) error {
 }
 
 func (s *Source) writeEntry(ctx context.Context, tw *tarWriter, e entry, pf *prefetched, st *stats, buf []byte) error {
-	if e.info == nil { // a regular file when the folder was read
-		if pf != nil && pf.info != nil {
-			e.info = pf.info
-		} else if pf != nil && errors.Is(pf.err, fs.ErrNotExist) {
+	switch {
+	case e.info != nil:
+	case pf != nil && pf.info != nil: // read ahead: the header is the open file's fstat
+		e.info = pf.info
+	default: // not read ahead, or not (or no longer) a small regular file
+		info, err := os.Lstat(e.abs)
+		if errors.Is(err, fs.ErrNotExist) {
 			return nil // deleted since the folder was read: not part of this snapshot
-		} else {
-			// Not read ahead, or no longer a small regular file: as the walk would have.
-			info, err := os.Lstat(e.abs)
-			if errors.Is(err, fs.ErrNotExist) {
-				return nil
-			}
-			if err != nil {
-				return fmt.Errorf("stat %s: %w", e.abs, err)
-			}
-			e.info, pf = info, nil
 		}
+		if err != nil {
+			return fmt.Errorf("stat %s: %w", e.abs, err)
+		}
+		e.info, pf = info, nil
 	}
 	h, err := header(e)
 	if err != nil {

@@ -124,7 +124,8 @@ func wantAbsent(t *testing.T, s blob.Store, key string) {
 
 func testPutGetSizes(t *testing.T, s blob.Store) {
 	const mib = 1 << 20
-	for i, n := range []int{0, 1, 1000, mib - 1, mib, mib + 1, 3*mib + mib/2} {
+	// The last size spans two of blob.WriteBehind's windows and part of a third.
+	for i, n := range []int{0, 1, 1000, mib - 1, mib, mib + 1, 3*mib + mib/2, 2*blob.WriteBehindWindow + 1} {
 		key := fmt.Sprintf("sizes/obj-%d", n)
 		b := data(uint64(i), n)
 		put(t, s, key, b)
