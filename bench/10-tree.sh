@@ -103,10 +103,9 @@ nj_run()    { rm -rf "$out/backups"; sync; timed "$nj" run -q -c "$out/pipeline.
 stock_run() { rm -f "$out/stock.tar.zst.age"; sync; timed sh -c "tar -cf - -C '$data' . | zstd -3 -T0 -q | age -r '$recipient' > '$out/stock.tar.zst.age'"; }
 # Each restore goes into a folder of its own, and the restored trees are deleted only after
 # the last round. Deleting one right before the next run made that run's time the kernel's:
-# on ext4 without a journal (this machine's /work), for about 30 s after an inode is freed
-# (vm.dirty_expire_centisecs), every new file's inode allocation scans past all such inodes
-# in its block group, 0.5-1 ms a file (perf: recently_deleted in ext4_create), whichever
-# tool creates it. The sync keeps the previous run's writeback out of the next run.
+# on ext4 without a journal (this machine's /work), every new file's inode allocation scans
+# past all inodes of its block group freed less than vm.dirty_expire_centisecs (30 s here)
+# ago, 0.5-0.8 ms a file (perf: recently_deleted in ext4_create), whichever tool creates it. The sync keeps the previous run's writeback out of the next run.
 restores=0
 next_restore() { restores=$((restores + 1)); dest=$out/restore.$restores; rm -rf "$dest"; sync; }
 nj_restore()    { next_restore; timed "$nj" restore -q -c "$out/pipeline.yaml" --identity "$out/key.txt" --to "$dest"; }
