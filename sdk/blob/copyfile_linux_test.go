@@ -1,0 +1,192 @@
+package blob
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+	"testing/iotest"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+func pattern(n int) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(i ^ i>>9 ^ i>>17)
+	}
+	return b
+}
+
+// directSizes cross every boundary the direct path has: a block, a buffer, two buffers.
+var directSizes = []int{0, 1, directAlign - 1, directAlign, directAlign + 1, copyBuffer - 1, copyBuffer,
+	copyBuffer + 1, 2*copyBuffer + directAlign, 3*copyBuffer + copyBuffer/2 + 7}
+
+// The direct path stores exactly what it reads, whatever the size and however the reader
+// splits it. It runs wherever the temporary folder's file system takes O_DIRECT (ext4,
+// XFS, tmpfs since Linux 6.6), whichever file system CopyToFile itself would choose it for.
+func TestDirectWriterContent(t *testing.T) {
+	dir := t.TempDir()
+	for _, size := range directSizes {
+		t.Run(fmt.Sprint(size), func(t *testing.T) {
+			want := pattern(size)
+			f, err := os.Create(filepath.Join(dir, fmt.Sprint(size)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			rc, err := f.SyscallConn()
+			if err != nil {
+				t.Fatal(err)
+			}
+			w, err := startDirect(f, rc)
+			if err != nil {
+				t.Skipf("%s does not take O_DIRECT: %v", dir, err)
+			}
+			n, err := w.copy(iotest.HalfReader(bytes.NewReader(want)))
+			if err != nil || n != int64(size) {
+				t.Fatalf("copy: %d of %d bytes, %v", n, size, err)
+			}
+			if w.direct != (size%directAlign == 0) {
+				t.Errorf("still direct after the copy: %v, want %v (only a whole last block keeps it)", w.direct, size%directAlign == 0)
+			}
+			got, err := os.ReadFile(f.Name())
+			if err != nil || !bytes.Equal(got, want) {
+				t.Fatalf("read back %d of %d bytes, equal %v, %v", len(got), size, bytes.Equal(got, want), err)
+			}
+		})
+	}
+}
+
+// A direct write the file system refuses (here: the file offset is not a block's) is
+// written through the page cache instead, and nothing is lost or doubled.
+func TestDirectWriterFallsBack(t *testing.T) {
+	f, err := os.Create(filepath.Join(t.TempDir(), "obj"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	rc, err := f.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := startDirect(f, rc)
+	if err != nil {
+		t.Skipf("no O_DIRECT here: %v", err)
+	}
+	data := pattern(2*copyBuffer + 5)
+	if n, err := w.copy(bytes.NewReader(data)); err != nil || n != int64(len(data)) {
+		t.Fatalf("copy: %d, %v", n, err)
+	}
+	if w.direct {
+		t.Error("still direct after a refused write")
+	}
+	got, err := os.ReadFile(f.Name())
+	if err != nil || !bytes.Equal(got, append([]byte("x"), data...)) {
+		t.Fatalf("read back %d of %d bytes, %v", len(got), len(data)+1, err)
+	}
+}
+
+// A failed write stops the copy: its error is returned, and the reader is not drained to
+// the end first.
+func TestDirectWriterWriteError(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "obj")
+	if err := os.WriteFile(p, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(p) // read-only: every write fails with EBADF
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	rc, err := f.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := startDirect(f, rc)
+	if err != nil {
+		t.Skipf("no O_DIRECT here: %v", err)
+	}
+	const total = 256 * copyBuffer
+	r := &countingReader{r: io.LimitReader(zeros{}, total)}
+	if _, err := w.copy(r); !errors.Is(err, unix.EBADF) {
+		t.Fatalf("copy into a read-only file: %v, want EBADF", err)
+	}
+	if r.n > 8*copyBuffer {
+		t.Errorf("read %d bytes after the first write failed", r.n)
+	}
+}
+
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) { clear(p); return len(p), nil }
+
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// On ext4 and XFS, CopyToFile's data does not pass through the page cache: right after the
+// copy, before anything reads the file, its whole blocks are not resident (mincore). The
+// test needs such a file system: the temporary folder, or else the package's own folder.
+func TestCopyToFileSkipsPageCache(t *testing.T) {
+	var dir string
+	for _, d := range []string{os.TempDir(), "."} {
+		var st unix.Statfs_t
+		if unix.Statfs(d, &st) == nil && (st.Type == unix.EXT4_SUPER_MAGIC || st.Type == unix.XFS_SUPER_MAGIC) {
+			dir = d
+			break
+		}
+	}
+	if dir == "" {
+		t.Skip("neither the temporary folder nor this one is on ext4 or XFS")
+	}
+	tmp, err := os.MkdirTemp(dir, "copyfile-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(tmp) })
+	f, err := os.Create(filepath.Join(tmp, "obj"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	const size = 8*copyBuffer + 100
+	if n, err := CopyToFile(f, bytes.NewReader(pattern(size))); err != nil || n != size {
+		t.Fatalf("copy: %d, %v", n, err)
+	}
+	m, err := unix.Mmap(int(f.Fd()), 0, size, unix.PROT_READ, unix.MAP_SHARED)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Munmap(m)
+	vec := make([]byte, (size+os.Getpagesize()-1)/os.Getpagesize())
+	if _, _, errno := unix.Syscall(unix.SYS_MINCORE, uintptr(unsafe.Pointer(unsafe.SliceData(m))), uintptr(len(m)),
+		uintptr(unsafe.Pointer(unsafe.SliceData(vec)))); errno != 0 {
+		t.Fatal("mincore:", errno)
+	}
+	resident := 0
+	for _, v := range vec {
+		resident += int(v & 1)
+	}
+	if resident > 1 { // the partial last block went through the page cache
+		t.Errorf("%d of %d pages are in the page cache after the copy; want at most the last", resident, len(vec))
+	}
+	got, err := os.ReadFile(f.Name())
+	if err != nil || !bytes.Equal(got, pattern(size)) {
+		t.Fatalf("read back %d of %d bytes, %v", len(got), size, err)
+	}
+}
