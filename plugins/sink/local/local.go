@@ -35,9 +35,6 @@ func Register(r *core.Registry) {
 	})
 }
 
-// copyBuffer is the size of each write to the object file.
-const copyBuffer = 1 << 20
-
 // tmpPrefix marks objects being written; List skips them.
 const tmpPrefix = ".nightjar-tmp-"
 
@@ -85,9 +82,7 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader) (n int64, err 
 			os.Remove(f.Name())
 		}
 	}()
-	// A large buffer: the engine hands over 1 MiB chunks, and io.Copy's 32 KiB would turn
-	// each into 32 write calls.
-	n, err = io.CopyBuffer(blob.WriteBehind(f), ctxReader{ctx, r}, make([]byte, copyBuffer))
+	n, err = blob.CopyToFile(f, ctxReader{ctx, r})
 	if err != nil {
 		return n, fmt.Errorf("put %s: %w", key, err)
 	}
