@@ -8,6 +8,7 @@
 # BENCH_SHAPE=small generates only small files instead: 2 KiB each, half random, half JSON
 # lines (BENCH_SIZE_MB=120 gives 61,440 files), where per-file costs decide.
 # BENCH_DATA=DIR times an existing tree instead of the generated one (your own data).
+# STOCK_SYNC=1 times the stock pipeline with an fsync of its output, as nightjar does.
 # Prints the median times, the ratio nightjar / stock (below 1.0: nightjar is faster) and
 # nightjar's peak RSS (from /usr/bin/time -v, else from getrusage via bench/rusage).
 # The restored trees are kept until the last round (see next_restore): 2 x (ROUNDS + 1) + 1
@@ -100,7 +101,11 @@ sinks:
 EOF
 
 nj_run()    { rm -rf "$out/backups"; sync; timed "$nj" run -q -c "$out/pipeline.yaml"; }
-stock_run() { rm -f "$out/stock.tar.zst.age"; sync; timed sh -c "tar -cf - -C '$data' . | zstd -3 -T0 -q | age -r '$recipient' > '$out/stock.tar.zst.age'"; }
+# STOCK_SYNC=1 ends the stock pipeline with `sync FILE` (an fsync of its output): nightjar
+# fsyncs what it stores before it calls a snapshot committed, the plain pipeline leaves its
+# output in the page cache, so on disk-bound data it is timed without the disk's writes.
+stock_sync=${STOCK_SYNC:+" && sync '$out/stock.tar.zst.age'"}
+stock_run() { rm -f "$out/stock.tar.zst.age"; sync; timed sh -c "tar -cf - -C '$data' . | zstd -3 -T0 -q | age -r '$recipient' > '$out/stock.tar.zst.age'$stock_sync"; }
 # Each restore goes into a folder of its own, and the restored trees are deleted only after
 # the last round. Deleting one right before the next run made that run's time the kernel's:
 # on ext4 without a journal (this machine's /work), every new file's inode allocation scans
@@ -133,7 +138,7 @@ compare() {
 kind="40% JSON lines, 40% random, 20% 8 KiB files"
 [ "$shape" = small ] && kind="2 KiB files, half random, half JSON lines"
 [ -n "${BENCH_DATA:-}" ] && kind=$BENCH_DATA
-echo "data: $((bytes / 1048576)) MiB in $files files ($kind); $rounds alternating rounds, medians"
+echo "data: $((bytes / 1048576)) MiB in $files files ($kind); $rounds alternating rounds, medians${STOCK_SYNC:+; the stock pipeline fsyncs its output}"
 echo
 echo "| step    | nightjar             | stock                | ratio | nightjar peak RSS |"
 echo "|---------|----------------------|----------------------|-------|-------------------|"
