@@ -22,6 +22,21 @@ func pattern(n int) []byte {
 	return b
 }
 
+// directOn turns on O_DIRECT for f, or skips the test where the file system does not take
+// it (the test runs on whatever the temporary folder is).
+func directOn(t *testing.T, f *os.File) *directWriter {
+	t.Helper()
+	rc, err := f.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := startDirect(f, rc)
+	if err != nil {
+		t.Skipf("%s does not take O_DIRECT: %v", filepath.Dir(f.Name()), err)
+	}
+	return w
+}
+
 // directSizes cross every boundary the direct path has: a block, a buffer, two buffers.
 var directSizes = []int{0, 1, directAlign - 1, directAlign, directAlign + 1, copyBuffer - 1, copyBuffer,
 	copyBuffer + 1, 2*copyBuffer + directAlign, 3*copyBuffer + copyBuffer/2 + 7}
@@ -39,14 +54,7 @@ func TestDirectWriterContent(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer f.Close()
-			rc, err := f.SyscallConn()
-			if err != nil {
-				t.Fatal(err)
-			}
-			w, err := startDirect(f, rc)
-			if err != nil {
-				t.Skipf("%s does not take O_DIRECT: %v", dir, err)
-			}
+			w := directOn(t, f)
 			n, err := w.copy(iotest.HalfReader(bytes.NewReader(want)))
 			if err != nil || n != int64(size) {
 				t.Fatalf("copy: %d of %d bytes, %v", n, size, err)
@@ -73,14 +81,7 @@ func TestDirectWriterFallsBack(t *testing.T) {
 	if _, err := f.Write([]byte("x")); err != nil {
 		t.Fatal(err)
 	}
-	rc, err := f.SyscallConn()
-	if err != nil {
-		t.Fatal(err)
-	}
-	w, err := startDirect(f, rc)
-	if err != nil {
-		t.Skipf("no O_DIRECT here: %v", err)
-	}
+	w := directOn(t, f)
 	data := pattern(2*copyBuffer + 5)
 	if n, err := w.copy(bytes.NewReader(data)); err != nil || n != int64(len(data)) {
 		t.Fatalf("copy: %d, %v", n, err)
@@ -106,14 +107,7 @@ func TestDirectWriterWriteError(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	rc, err := f.SyscallConn()
-	if err != nil {
-		t.Fatal(err)
-	}
-	w, err := startDirect(f, rc)
-	if err != nil {
-		t.Skipf("no O_DIRECT here: %v", err)
-	}
+	w := directOn(t, f)
 	const total = 256 * copyBuffer
 	r := &countingReader{r: io.LimitReader(zeros{}, total)}
 	if _, err := w.copy(r); !errors.Is(err, unix.EBADF) {
