@@ -355,8 +355,25 @@ func waitFor(t *testing.T, cond func() bool) {
 	}
 }
 
+// waitIAM waits until MinIO answers an unknown access key as unknown: /minio/health/ready
+// reports ready before its IAM sub-system has loaded, and until then it answers such a key
+// with "IAM sub-system not initialized yet" (a CI run failed on that).
+func (srv *server) waitIAM(t *testing.T) {
+	t.Helper()
+	c, err := minio.New(srv.m.Endpoint, &minio.Options{Creds: credentials.NewStaticV4("nobody", "nobody-secret", ""),
+		Transport: &http.Transport{Proxy: nil}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool {
+		_, err := c.ListBuckets(context.Background())
+		return minio.ToErrorResponse(err).Code == "InvalidAccessKeyId"
+	})
+}
+
 func TestStoreErrorsNameTheSinkAndHideTheSecret(t *testing.T) {
 	srv := startServer(t)
+	srv.waitIAM(t)
 	ctx := context.Background()
 	const wrongSecret = "wrong-secret-value-do-not-print"
 	closed := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
