@@ -52,6 +52,11 @@ func directFS(rc syscall.RawConn) bool {
 	if cerr := rc.Control(func(fd uintptr) { err = unix.Fstatfs(int(fd), &st) }); cerr != nil || err != nil {
 		return false
 	}
+	return directType(&st)
+}
+
+// directType reports whether st is of ext2/3/4 (one magic number) or XFS.
+func directType(st *unix.Statfs_t) bool {
 	return st.Type == unix.EXT4_SUPER_MAGIC || st.Type == unix.XFS_SUPER_MAGIC
 }
 
@@ -146,7 +151,7 @@ func (w *directWriter) write(p []byte) error {
 			return err
 		}
 		w.direct = false
-		w.buffered = &writeBehind{f: w.f, fd: int(w.f.Fd()), off: w.off, started: w.off}
+		w.buffered = writeBehindFrom(w.f, w.off)
 	}
 	k, err := w.buffered.Write(p)
 	w.off += int64(k)

@@ -140,7 +140,7 @@ func TestCopyToFileSkipsPageCache(t *testing.T) {
 	var dir string
 	for _, d := range []string{os.TempDir(), "."} {
 		var st unix.Statfs_t
-		if unix.Statfs(d, &st) == nil && (st.Type == unix.EXT4_SUPER_MAGIC || st.Type == unix.XFS_SUPER_MAGIC) {
+		if unix.Statfs(d, &st) == nil && directType(&st) {
 			dir = d
 			break
 		}

@@ -15,7 +15,13 @@ import (
 // and 2.4 ms with it. Where the hint is refused, or on other systems, it is f itself; the
 // fsync still decides what is durable.
 func WriteBehind(f *os.File) io.Writer {
-	return &writeBehind{f: f, fd: int(f.Fd())}
+	return writeBehindFrom(f, 0)
+}
+
+// writeBehindFrom is WriteBehind for a file whose first off bytes are already written and
+// need no hint (CopyToFile wrote them directly).
+func writeBehindFrom(f *os.File, off int64) *writeBehind {
+	return &writeBehind{f: f, fd: int(f.Fd()), off: off, started: off}
 }
 
 type writeBehind struct {
