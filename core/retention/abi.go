@@ -53,41 +53,25 @@ type Output struct {
 	Decisions []Decision `json:"decisions"`
 }
 
-// Encode renders in as ABI v1 JSON, filling the defaults a policy may rely on (abi, empty
-// lists and objects instead of null).
-func (in *Input) Encode() ([]byte, error) {
-	c := *in
-	c.ABI = ABI
-	if c.Params == nil {
-		c.Params = map[string]any{}
-	}
-	c.Snapshots = make([]Snapshot, len(in.Snapshots))
-	for i, s := range in.Snapshots {
-		if s.Tags == nil {
-			s.Tags = []string{}
-		}
-		if s.Labels == nil {
-			s.Labels = map[string]string{}
-		}
-		c.Snapshots[i] = s
-	}
-	return json.Marshal(&c)
-}
-
 // maxReason caps a reason's length; longer ones are trimmed (they are for people).
 const maxReason = 512
 
 // ParseOutput checks a policy's stdout against the snapshots it was given: valid JSON,
 // abi 1, exactly one decision for every snapshot, no unknown or repeated id.
 func ParseOutput(b []byte, in *Input) (*Output, error) {
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	var out Output
-	if err := dec.Decode(&out); err != nil {
-		return nil, fmt.Errorf("output is not valid ABI v1 JSON: %w (output starts %q)", err, head(b, 120))
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("output has data after the JSON document (output starts %q)", head(b, 120))
+	out, ok := scanOutput(b)
+	if !ok {
+		// Anything the fast reader does not take (escapes, other key spellings, an
+		// error) is read by encoding/json, which also words the errors.
+		dec := json.NewDecoder(bytes.NewReader(b))
+		dec.DisallowUnknownFields()
+		out = Output{}
+		if err := dec.Decode(&out); err != nil {
+			return nil, fmt.Errorf("output is not valid ABI v1 JSON: %w (output starts %q)", err, head(b, 120))
+		}
+		if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("output has data after the JSON document (output starts %q)", head(b, 120))
+		}
 	}
 	if out.ABI != ABI {
 		return nil, fmt.Errorf("output has abi %d; this nightjar speaks abi %d", out.ABI, ABI)
