@@ -2,8 +2,7 @@ package policy
 
 import (
 	"bytes"
-	"encoding/binary"
-	"fmt"
+	"errors"
 	"math"
 	"math/bits"
 	"strconv"
@@ -38,7 +37,7 @@ func DecodeInput(b []byte) (*Input, error) {
 			if v, err = d.value(); err == nil && v != nil {
 				m, ok := v.(map[string]any)
 				if !ok {
-					return fmt.Errorf("params: expected an object")
+					return errors.New("params: expected an object")
 				}
 				in.Params = m
 			}
@@ -61,7 +60,7 @@ func DecodeInput(b []byte) (*Input, error) {
 			err = d.array(func() error {
 				in.Snapshots = append(in.Snapshots, Snapshot{})
 				if err := d.snapshot(&in.Snapshots[len(in.Snapshots)-1]); err != nil {
-					return fmt.Errorf("snapshots[%d]: %w", len(in.Snapshots)-1, err)
+					return wrap("snapshots["+strconv.Itoa(len(in.Snapshots)-1)+"]", err)
 				}
 				return nil
 			})
@@ -69,21 +68,21 @@ func DecodeInput(b []byte) (*Input, error) {
 			_, err = d.value()
 		}
 		if err != nil {
-			return fmt.Errorf("%s: %w", key, err)
+			return wrap(key, err)
 		}
 		return nil
 	})
 	if err == nil {
 		d.ws()
 		if d.i != len(d.b) {
-			err = d.errorf("unexpected data after the input object")
+			err = d.fail("unexpected data after the input object")
 		}
 	}
 	if err != nil {
-		return nil, fmt.Errorf("decode input: %w", err)
+		return nil, wrap("decode input", err)
 	}
 	if !seenABI || in.ABI != ABI {
-		return nil, fmt.Errorf("decode input: abi %d is not supported (this policy speaks abi %d)", in.ABI, ABI)
+		return nil, errors.New("decode input: abi " + strconv.Itoa(in.ABI) + " is not supported (this policy speaks abi " + strconv.Itoa(ABI) + ")")
 	}
 	return in, nil
 }
@@ -123,7 +122,7 @@ func (d *decoder) snapshot(s *Snapshot) error {
 				_, err = d.value()
 			}
 			if err != nil {
-				return fmt.Errorf("%s: %w", key, err)
+				return wrap(key, err)
 			}
 			c := d.peek()
 			d.i++
@@ -132,15 +131,15 @@ func (d *decoder) snapshot(s *Snapshot) error {
 			}
 			if c != ',' {
 				d.i--
-				return d.errorf("expected ',' or '}' in object")
+				return d.fail("expected ',' or '}' in object")
 			}
 		}
 	}
 	if s.ID == "" {
-		return fmt.Errorf("missing id")
+		return errors.New("missing id")
 	}
 	if !hasTime {
-		return fmt.Errorf("snapshot %s: missing time", s.ID)
+		return errors.New("snapshot " + s.ID + ": missing time")
 	}
 	return nil
 }
@@ -268,8 +267,9 @@ type decoder struct {
 
 const maxDepth = 64
 
-func (d *decoder) errorf(format string, args ...any) error {
-	return fmt.Errorf("offset %d: %s", d.i, fmt.Sprintf(format, args...))
+// fail is an error at the current offset.
+func (d *decoder) fail(msg string) error {
+	return errors.New("offset " + strconv.Itoa(d.i) + ": " + msg)
 }
 
 func (d *decoder) ws() {
@@ -299,9 +299,9 @@ func (d *decoder) peek() byte {
 func (d *decoder) expect(c byte) error {
 	if d.peek() != c {
 		if d.i >= len(d.b) {
-			return d.errorf("unexpected end of input, expected %q", c)
+			return d.fail("unexpected end of input, expected " + strconv.QuoteRune(rune(c)))
 		}
-		return d.errorf("expected %q, found %q", c, d.b[d.i])
+		return d.fail("expected " + strconv.QuoteRune(rune(c)) + ", found " + strconv.QuoteRune(rune(d.b[d.i])))
 	}
 	d.i++
 	return nil
@@ -324,7 +324,7 @@ func (d *decoder) object(fn func(key string) error) error {
 		return err
 	}
 	if d.depth++; d.depth > maxDepth {
-		return d.errorf("nested too deeply")
+		return d.fail("nested too deeply")
 	}
 	defer func() { d.depth-- }()
 	if d.peek() == '}' {
@@ -349,7 +349,7 @@ func (d *decoder) object(fn func(key string) error) error {
 			d.i++
 			return nil
 		default:
-			return d.errorf("expected ',' or '}' in object")
+			return d.fail("expected ',' or '}' in object")
 		}
 	}
 }
@@ -360,7 +360,7 @@ func (d *decoder) array(fn func() error) error {
 		return err
 	}
 	if d.depth++; d.depth > maxDepth {
-		return d.errorf("nested too deeply")
+		return d.fail("nested too deeply")
 	}
 	defer func() { d.depth-- }()
 	if d.peek() == ']' {
@@ -378,7 +378,7 @@ func (d *decoder) array(fn func() error) error {
 			d.i++
 			return nil
 		default:
-			return d.errorf("expected ',' or ']' in array")
+			return d.fail("expected ',' or ']' in array")
 		}
 	}
 }
@@ -407,7 +407,7 @@ func (d *decoder) str() (string, error) {
 	// Longer strings: bytes.IndexByte works a word at a time.
 	end := bytes.IndexByte(d.b[start:], '"')
 	if end < 0 {
-		return "", d.errorf("unterminated string")
+		return "", d.fail("unterminated string")
 	}
 	if bytes.IndexByte(d.b[start:start+end], '\\') >= 0 {
 		return d.strSlow(start)
@@ -429,7 +429,9 @@ const (
 // or control character comes first (the caller takes the slow path). The classic
 // "has zero byte" test is exact for the lowest matching byte, which is all we use.
 func (d *decoder) scanWord(off int) (end int, ok, bad bool) {
-	v := binary.LittleEndian.Uint64(d.b[off : off+8])
+	b := d.b[off : off+8]
+	v := uint64(b[0]) | uint64(b[1])<<8 | uint64(b[2])<<16 | uint64(b[3])<<24 |
+		uint64(b[4])<<32 | uint64(b[5])<<40 | uint64(b[6])<<48 | uint64(b[7])<<56
 	xq := v ^ (swarLo * '"')
 	quote := (xq - swarLo) &^ xq & swarHi
 	xb := v ^ (swarLo * '\\')
@@ -465,7 +467,7 @@ func (d *decoder) strSlow(start int) (string, error) {
 			d.i++
 			return string(out), nil
 		case c < 0x20:
-			return "", d.errorf("control character in string")
+			return "", d.fail("control character in string")
 		case c != '\\':
 			out = append(out, c)
 			d.i++
@@ -493,7 +495,7 @@ func (d *decoder) strSlow(start int) (string, error) {
 		case 'u':
 			r, ok := d.hex4()
 			if !ok {
-				return "", d.errorf("invalid \\u escape")
+				return "", d.fail("invalid \\u escape")
 			}
 			if utf16.IsSurrogate(r) {
 				r2 := utf8.RuneError
@@ -507,10 +509,10 @@ func (d *decoder) strSlow(start int) (string, error) {
 			}
 			out = utf8.AppendRune(out, r)
 		default:
-			return "", d.errorf("invalid escape \\%c", e)
+			return "", d.fail("invalid escape \\" + string(rune(e)))
 		}
 	}
-	return "", d.errorf("unterminated string")
+	return "", d.fail("unterminated string")
 }
 
 func (d *decoder) hex4() (rune, bool) {
@@ -547,7 +549,7 @@ func (d *decoder) numberText() (string, error) {
 		break
 	}
 	if start == d.i {
-		return "", d.errorf("expected a number")
+		return "", d.fail("expected a number")
 	}
 	return string(d.b[start:d.i]), nil
 }
@@ -559,7 +561,7 @@ func (d *decoder) number() (float64, error) {
 	}
 	f, err := strconv.ParseFloat(s, 64)
 	if err != nil {
-		return 0, d.errorf("invalid number %q", s)
+		return 0, d.fail("invalid number " + strconv.Quote(s))
 	}
 	return f, nil
 }
@@ -596,7 +598,7 @@ func (d *decoder) integer() (int64, error) {
 	}
 	v, err := strconv.ParseInt(s, 10, 64)
 	if err != nil {
-		return 0, d.errorf("expected an integer, found %q", s)
+		return 0, d.fail("expected an integer, found " + strconv.Quote(s))
 	}
 	return v, nil
 }
@@ -633,7 +635,7 @@ func (d *decoder) time() (time.Time, error) {
 	}
 	t, err := time.Parse(time.RFC3339Nano, s)
 	if err != nil {
-		return time.Time{}, fmt.Errorf("expected an RFC 3339 time, found %q", s)
+		return time.Time{}, errors.New("expected an RFC 3339 time, found " + strconv.Quote(s))
 	}
 	return t, nil
 }
@@ -744,7 +746,7 @@ func (d *decoder) value() (any, error) {
 	case c == '-' || (c >= '0' && c <= '9'):
 		f, err := d.number()
 		if err == nil && (math.IsInf(f, 0) || math.IsNaN(f)) {
-			err = d.errorf("number out of range")
+			err = d.fail("number out of range")
 		}
 		return f, err
 	case d.literal("true"):
@@ -754,8 +756,8 @@ func (d *decoder) value() (any, error) {
 	case d.null():
 		return nil, nil
 	case d.i >= len(d.b):
-		return nil, d.errorf("unexpected end of input")
+		return nil, d.fail("unexpected end of input")
 	default:
-		return nil, d.errorf("unexpected character %q", c)
+		return nil, d.fail("unexpected character " + strconv.QuoteRune(rune(c)))
 	}
 }

@@ -1,7 +1,7 @@
 package policy
 
 import (
-	"fmt"
+	"errors"
 	"math"
 	"sort"
 	"strconv"
@@ -34,13 +34,13 @@ func (p *Params) Int(key string, def int) (int, error) {
 	if s, isString := v.(string); isString { // YAML users sometimes quote numbers
 		n, err := strconv.Atoi(strings.TrimSpace(s))
 		if err != nil {
-			return 0, fmt.Errorf("param %s: expected an integer, got %q", key, s)
+			return 0, errors.New("param " + key + ": expected an integer, got " + strconv.Quote(s))
 		}
 		return n, nil
 	}
 	f, ok := v.(float64)
 	if !ok || f != math.Trunc(f) || math.Abs(f) > 1<<31 {
-		return 0, fmt.Errorf("param %s: expected an integer, got %v", key, v)
+		return 0, errors.New("param " + key + ": expected an integer, got " + Describe(v))
 	}
 	return int(f), nil
 }
@@ -54,7 +54,7 @@ func (p *Params) String(key, def string) (string, error) {
 	}
 	s, ok := v.(string)
 	if !ok {
-		return "", fmt.Errorf("param %s: expected a string, got %v", key, v)
+		return "", errors.New("param " + key + ": expected a string, got " + Describe(v))
 	}
 	return s, nil
 }
@@ -68,7 +68,7 @@ func (p *Params) Bool(key string, def bool) (bool, error) {
 	}
 	b, ok := v.(bool)
 	if !ok {
-		return false, fmt.Errorf("param %s: expected true or false, got %v", key, v)
+		return false, errors.New("param " + key + ": expected true or false, got " + Describe(v))
 	}
 	return b, nil
 }
@@ -96,5 +96,5 @@ func (p *Params) Unknown() error {
 		known = append(known, k)
 	}
 	sort.Strings(known)
-	return fmt.Errorf("unknown param(s) %s (known: %s)", strings.Join(unknown, ", "), strings.Join(known, ", "))
+	return errors.New("unknown param(s) " + strings.Join(unknown, ", ") + " (known: " + strings.Join(known, ", ") + ")")
 }

@@ -10,7 +10,6 @@ package policy
 
 import (
 	"bytes"
-	"fmt"
 	"io"
 	"os"
 	"runtime/debug"
@@ -83,7 +82,7 @@ type Func func(in *Input) ([]Decision, error)
 // timeout enforcement every loop iteration of a GC cycle is expensive.
 func Run(fn Func) {
 	if err := eval(os.Stdin, os.Stdout, fn, true); err != nil {
-		fmt.Fprintf(os.Stderr, "policy: %v\n", err)
+		os.Stderr.WriteString("policy: " + err.Error() + "\n")
 		os.Exit(1)
 	}
 }
@@ -94,7 +93,7 @@ func Eval(r io.Reader, w io.Writer, fn Func) error { return eval(r, w, fn, false
 func eval(r io.Reader, w io.Writer, fn Func, tuneGC bool) error {
 	b, err := io.ReadAll(r)
 	if err != nil {
-		return fmt.Errorf("read input: %w", err)
+		return wrap("read input", err)
 	}
 	if tuneGC {
 		mib := int64(limitHint(b))

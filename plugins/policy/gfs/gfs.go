@@ -12,8 +12,9 @@
 package gfs
 
 import (
-	"fmt"
+	"errors"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -54,7 +55,7 @@ func ParseParams(m map[string]any) (*Policy, error) {
 			return nil, err
 		}
 		if *c.dst < -1 {
-			return nil, fmt.Errorf("param %s: expected a count >= 0, or -1 for unlimited, got %d", c.key, *c.dst)
+			return nil, errors.New("param " + c.key + ": expected a count >= 0, or -1 for unlimited, got " + strconv.Itoa(*c.dst))
 		}
 	}
 	for _, c := range []struct {
@@ -67,7 +68,7 @@ func ParseParams(m map[string]any) (*Policy, error) {
 			return nil, err
 		}
 		if *c.dst, err = ParseDuration(s); err != nil {
-			return nil, fmt.Errorf("param %s: %w", c.key, err)
+			return nil, errors.New("param " + c.key + ": " + err.Error())
 		}
 	}
 	if p.Tags, err = parseTags(ps.Value("keep_tag")); err != nil {
@@ -80,7 +81,7 @@ func ParseParams(m map[string]any) (*Policy, error) {
 		return nil, err
 	}
 	if p.Empty() {
-		return nil, fmt.Errorf("empty policy: it would delete every snapshot; set at least one of keep_last, keep_hourly, keep_daily, keep_weekly, keep_monthly, keep_yearly, keep_within*, keep_tag")
+		return nil, errors.New("empty policy: it would delete every snapshot; set at least one of keep_last, keep_hourly, keep_daily, keep_weekly, keep_monthly, keep_yearly, keep_within*, keep_tag")
 	}
 	return p, nil
 }
@@ -94,7 +95,7 @@ func parseTags(v any) ([][]string, error) {
 	const want = `param keep_tag: expected a list of tag lists, e.g. [["monthly"], ["manual", "pinned"]]`
 	list, ok := v.([]any)
 	if !ok {
-		return nil, fmt.Errorf("%s, got %v", want, v)
+		return nil, errors.New(want + ", got " + policy.Describe(v))
 	}
 	var out [][]string
 	for _, e := range list {
@@ -112,13 +113,13 @@ func parseTags(v any) ([][]string, error) {
 			for _, t := range e {
 				s, ok := t.(string)
 				if !ok {
-					return nil, fmt.Errorf("%s, got %v", want, v)
+					return nil, errors.New(want + ", got " + policy.Describe(v))
 				}
 				l = append(l, s)
 			}
 			out = append(out, l)
 		default:
-			return nil, fmt.Errorf("%s, got %v", want, v)
+			return nil, errors.New(want + ", got " + policy.Describe(v))
 		}
 	}
 	return out, nil
@@ -138,7 +139,8 @@ func (d Duration) String() string {
 		unit string
 	}{{d.Years, "y"}, {d.Months, "m"}, {d.Days, "d"}, {d.Hours, "h"}} {
 		if u.n != 0 {
-			fmt.Fprintf(&b, "%d%s", u.n, u.unit)
+			b.WriteString(strconv.Itoa(u.n))
+			b.WriteString(u.unit)
 		}
 	}
 	return b.String()
@@ -155,13 +157,13 @@ func ParseDuration(s string) (Duration, error) {
 			i++
 		}
 		if i == 0 || i == len(rest) {
-			return Duration{}, fmt.Errorf("invalid duration %q: expected numbers with units y, m, d or h, e.g. 1y2m3d4h", s)
+			return Duration{}, errors.New("invalid duration " + strconv.Quote(s) + ": expected numbers with units y, m, d or h, e.g. 1y2m3d4h")
 		}
 		n := 0
 		for _, c := range rest[:i] {
 			n = n*10 + int(c-'0')
 			if n > 1<<20 {
-				return Duration{}, fmt.Errorf("invalid duration %q: number too large", s)
+				return Duration{}, errors.New("invalid duration " + strconv.Quote(s) + ": number too large")
 			}
 		}
 		switch rest[i] {
@@ -174,7 +176,7 @@ func ParseDuration(s string) (Duration, error) {
 		case 'h':
 			d.Hours += n
 		default:
-			return Duration{}, fmt.Errorf("invalid duration %q: unknown unit %q (use y, m, d or h)", s, rest[i])
+			return Duration{}, errors.New("invalid duration " + strconv.Quote(s) + ": unknown unit " + strconv.QuoteRune(rune(rest[i])) + " (use y, m, d or h)")
 		}
 		rest = rest[i+1:]
 	}
