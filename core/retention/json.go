@@ -9,7 +9,7 @@ import (
 
 // The input and output of an evaluation are written and read here without reflection:
 // for 10,000 snapshots encoding/json took 17 ms of a 150 ms evaluation. Both give exactly
-// what encoding/json gives (json_test.go checks it); they hand anything unusual to it.
+// what encoding/json gives (json_internal_test.go checks it); they hand anything unusual to it.
 
 // Encode renders in as ABI v1 JSON, filling the defaults a policy may rely on (abi, empty
 // lists and objects instead of null). The bytes are those json.Marshal gives.

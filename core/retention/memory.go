@@ -5,9 +5,10 @@ import "github.com/tetratelabs/wazero/experimental"
 // arena backs the linear memory of one evaluation. Where the system allows (memory_linux.go)
 // it maps the whole limit as untouched virtual memory, so instantiation neither clears the
 // limit nor copies on a grow, and the module's pages are faulted in only as it touches them
-// (gfs on 10,000 snapshots touches 10 of its 64 MiB). A Go slice of the limit, wazero's
-// default, is cleared in full when the Go heap reuses memory for it: 25 ms per evaluation,
-// and 150 ms or more where the clear also faults the pages back in.
+// (gfs on 10,000 snapshots touches 10 of its 64 MiB). A Go slice of the limit (what
+// wazero allocates when asked to reserve the limit up front, as this package did before)
+// is cleared in full when the Go heap reuses memory for it: 25 ms per evaluation, and
+// 150 ms or more where the clear also faults the pages back in.
 //
 // The mappings belong to the evaluation, not to wazero: Free does nothing, and release,
 // called once the run has returned and its module is closed, unmaps them. Nothing can then
@@ -45,7 +46,7 @@ func (m *mapped) Reallocate(size uint64) []byte {
 func (m *mapped) Free() {} // arena.release unmaps
 
 // sliceMemory is the fallback where nothing could be mapped: a Go slice reserved up to the
-// limit, as wazero's default allocation with WithMemoryCapacityFromMax.
+// limit, so that a grow never copies.
 type sliceMemory struct {
 	b   []byte
 	max uint64
