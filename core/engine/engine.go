@@ -107,8 +107,9 @@ func Run(ctx context.Context, p *Pipeline) (*Result, error) {
 		rs, ok := s.Sink.(core.RawSink)
 		states = append(states, &sinkState{name: s.Name, sink: s.Sink, raw: ok && rs.WantsRaw(), start: started})
 	}
-	pool := &sync.Pool{}
-	pool.New = func() any { return &chunk{b: make([]byte, 0, chunkSize), pool: pool} }
+	// Each sink's queue holds up to depth chunks and its pump one more; the raw and the
+	// encoded fan-out each fill one.
+	pool := newChunkPool(len(p.Sinks)*(depth+1) + 2)
 
 	var blobArtifacts []core.Artifact
 	for _, src := range p.Sources {
@@ -258,7 +259,7 @@ func (t tee) Write(p []byte) (int, error) {
 }
 
 // runArtifact streams one source to every live sink. It returns the blob-side artifact.
-func runArtifact(ctx context.Context, p *Pipeline, id core.SnapshotID, src core.Source, states []*sinkState, depth int, pool *sync.Pool, log *slog.Logger) (core.Artifact, error) {
+func runArtifact(ctx context.Context, p *Pipeline, id core.SnapshotID, src core.Source, states []*sinkState, depth int, pool chunkPool, log *slog.Logger) (core.Artifact, error) {
 	spec := src.Describe()
 	var rawSinks, blobSinks []*sinkState
 	for _, st := range states {

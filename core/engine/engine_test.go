@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -539,5 +540,29 @@ func TestOpenRawForRestoreStillCatchesDamage(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestChunkPoolSurvivesCollections checks that chunks stay in the run's free list through
+// garbage collections (a sync.Pool drops them), and that the list holds no more than its
+// size: the extra chunk is left to the collector.
+func TestChunkPoolSurvivesCollections(t *testing.T) {
+	pool := newChunkPool(2)
+	a, b, c := pool.get(), pool.get(), pool.get()
+	a.b = append(a.b, "data"...)
+	pool.put(a)
+	pool.put(b)
+	pool.put(c)
+	runtime.GC()
+	runtime.GC()
+	got := []*chunk{pool.get(), pool.get()}
+	if !slices.Contains(got, a) || !slices.Contains(got, b) {
+		t.Fatal("a chunk put back was not reused after two collections")
+	}
+	if len(a.b) != 0 || cap(a.b) != chunkSize {
+		t.Errorf("a reused chunk holds %d bytes of %d, want 0 of %d", len(a.b), cap(a.b), chunkSize)
+	}
+	if d := pool.get(); d == c {
+		t.Error("the pool kept more chunks than its size")
 	}
 }
