@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -31,9 +30,6 @@ const (
 	exitPartial = 3
 )
 
-// memoryLimit is the Go heap's soft limit (runtime/debug.SetMemoryLimit).
-const memoryLimit = 96 << 20
-
 // version is set at build time with -ldflags "-X main.version=...".
 var version = "dev"
 
@@ -47,12 +43,11 @@ type app struct {
 }
 
 func main() {
-	// Every buffer is bounded, but the collector would let the heap grow to twice the live
-	// data; a soft limit keeps the peak RSS flat (GOMEMLIMIT overrides it).
-	if os.Getenv("GOMEMLIMIT") == "" {
-		debug.SetMemoryLimit(memoryLimit)
-	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// A soft heap limit keeps the peak RSS flat (memlimit.go); GOMEMLIMIT overrides it.
+	if os.Getenv("GOMEMLIMIT") == "" {
+		followLiveHeap(ctx)
+	}
 	// On a signal the run is cancelled and stops its plugins itself; should a plugin call
 	// hang anyway, every plugin process is killed after a grace period.
 	context.AfterFunc(ctx, func() { time.AfterFunc(10*time.Second, pluginhost.CleanupClients) })
