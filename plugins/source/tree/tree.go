@@ -180,14 +180,15 @@ func (s *Source) walkDir(ctx context.Context, dir string, prefix int, statFiles 
 	if err != nil {
 		return fmt.Errorf("cannot read %s: %w", dir, unwrapPathErr(err))
 	}
+	sep := string(filepath.Separator)
+	if strings.HasSuffix(dir, sep) {
+		sep = "" // the root is "/"
+	}
 	for _, d := range names {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		abs := dir + string(filepath.Separator) + d.name
-		if strings.HasSuffix(dir, string(filepath.Separator)) {
-			abs = dir + d.name // the root is "/"
-		}
+		abs := dir + sep + d.name
 		e := entry{rel: filepath.ToSlash(abs[prefix:]), abs: abs}
 		isDir := d.typ.IsDir()
 		if s.excluded(e.rel, isDir) {
