@@ -130,11 +130,17 @@ func (s *Source) walk(ctx context.Context, statFiles bool, fn func(e entry) erro
 	if !info.IsDir() {
 		return fmt.Errorf("%s is not a directory", s.root)
 	}
-	prefix := len(root) + 1 // an entry's path relative to the root follows it
-	if strings.HasSuffix(root, string(filepath.Separator)) {
-		prefix = len(root) // the root is "/"
-	}
+	prefix := len(join(root, "")) // an entry's path relative to the root follows it
 	return s.walkDir(ctx, root, prefix, statFiles, fn)
+}
+
+// join returns the path of name in folder dir: filepath.Join without its Clean, for the
+// names of a listing.
+func join(dir, name string) string {
+	if strings.HasSuffix(dir, string(filepath.Separator)) {
+		return dir + name // the root is "/"
+	}
+	return dir + string(filepath.Separator) + name
 }
 
 // dirent is one name of a folder listing. A folder's listing is held while its entries are
@@ -180,15 +186,11 @@ func (s *Source) walkDir(ctx context.Context, dir string, prefix int, statFiles 
 	if err != nil {
 		return fmt.Errorf("cannot read %s: %w", dir, unwrapPathErr(err))
 	}
-	sep := string(filepath.Separator)
-	if strings.HasSuffix(dir, sep) {
-		sep = "" // the root is "/"
-	}
 	for _, d := range names {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		abs := dir + sep + d.name
+		abs := join(dir, d.name)
 		e := entry{rel: filepath.ToSlash(abs[prefix:]), abs: abs}
 		isDir := d.typ.IsDir()
 		if s.excluded(e.rel, isDir) {
