@@ -2,6 +2,7 @@ package blob
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"sync/atomic"
@@ -27,6 +28,12 @@ const directAlign = 4096
 // cache, and so does everything on other file systems (network file systems among them,
 // where direct writes are synchronous round trips) or after the file system refuses a
 // direct write (EINVAL): there it writes through WriteBehind.
+//
+// While it writes, a goroutine calls fdatasync after each flushEvery bytes, so the
+// caller's final fsync waits for the last few MiB only. Direct writes skip the page cache
+// but can still sit in the disk's (or a virtual disk's host's) write cache: on the
+// 2-vCPU machine of docs/benchmarks.md the fsync after a 610 MiB copy took 0.32-0.37 s
+// without these flushes, with the CPU idle, and 0.02 s with them.
 func CopyToFile(f *os.File, r io.Reader) (int64, error) {
 	if rc, err := f.SyscallConn(); err == nil && directFS(rc) {
 		if w, err := startDirect(f, rc); err == nil {
@@ -41,7 +48,7 @@ func startDirect(f *os.File, rc syscall.RawConn) (*directWriter, error) {
 	if err := setDirect(rc, true); err != nil {
 		return nil, err
 	}
-	return &directWriter{f: f, rc: rc, direct: true}, nil
+	return &directWriter{f: f, rc: rc, direct: true, flushEvery: flushEvery, sync: func() error { return fdatasync(rc) }}, nil
 }
 
 // directFS reports whether the file is on a file system whose direct writes are known to
@@ -78,12 +85,18 @@ func setDirect(rc syscall.RawConn, on bool) error {
 	return errors.Join(cerr, err)
 }
 
+// flushEvery is how many bytes CopyToFile writes between two background flushes. On that
+// machine 64 MiB took 0.21-0.34 s off the backup of a 1 GiB file, 32 MiB as much, 128 MiB 0.07 s.
+const flushEvery = 64 << 20
+
 type directWriter struct {
-	f        *os.File
-	rc       syscall.RawConn
-	direct   bool         // O_DIRECT is on
-	off      int64        // bytes written
-	buffered *writeBehind // after direct writes end
+	f          *os.File
+	rc         syscall.RawConn
+	direct     bool         // O_DIRECT is on
+	off        int64        // bytes written
+	buffered   *writeBehind // after direct writes end
+	flushEvery int          // bytes between two background flushes
+	sync       func() error // fdatasync of f
 }
 
 // copy reads r into one buffer while a goroutine writes the other.
@@ -94,6 +107,7 @@ func (w *directWriter) copy(r io.Reader) (int64, error) {
 	full := make(chan []byte, 2)
 	werr := make(chan error, 1)
 	var failed atomic.Bool
+	fl := startFlusher(w.sync, w.flushEvery)
 	go func() {
 		var err error
 		for b := range full {
@@ -101,10 +115,11 @@ func (w *directWriter) copy(r io.Reader) (int64, error) {
 				if err = w.write(b); err != nil {
 					failed.Store(true)
 				}
+				fl.wrote(len(b))
 			}
 			free <- b[:cap(b)]
 		}
-		werr <- err
+		werr <- errors.Join(err, fl.stop())
 	}()
 	var n int64
 	var rerr error
@@ -164,4 +179,58 @@ func alignedBuffer() []byte {
 	b := make([]byte, copyBuffer+directAlign)
 	off := directAlign - int(uintptr(unsafe.Pointer(unsafe.SliceData(b)))&(directAlign-1))
 	return b[off : off+copyBuffer : off+copyBuffer]
+}
+
+// A flusher runs sync in the background, one call at a time, once each time another
+// `every` bytes have been written. Its first error is kept for the copy to return: Linux reports a
+// writeback error to one fsync of a file only, so the caller's own fsync may not see it.
+type flusher struct {
+	every   int
+	pending int // bytes written since the last flush was asked for
+	kick    chan struct{}
+	done    chan error
+}
+
+func startFlusher(sync func() error, every int) *flusher {
+	fl := &flusher{every: every, kick: make(chan struct{}, 1), done: make(chan error, 1)}
+	go func() {
+		var err error
+		for range fl.kick {
+			if err == nil {
+				err = sync()
+			}
+		}
+		fl.done <- err
+	}()
+	return fl
+}
+
+// wrote counts n more bytes written, and asks for a flush when there are enough; if one
+// is still waiting to start, the bytes count towards the next.
+func (fl *flusher) wrote(n int) {
+	if fl.pending += n; fl.pending < fl.every {
+		return
+	}
+	select {
+	case fl.kick <- struct{}{}:
+		fl.pending = 0
+	default:
+	}
+}
+
+// stop waits for the flush under way, if any, and returns the first flush's error.
+func (fl *flusher) stop() error {
+	close(fl.kick)
+	if err := <-fl.done; err != nil {
+		return fmt.Errorf("flush: %w", err)
+	}
+	return nil
+}
+
+func fdatasync(rc syscall.RawConn) error {
+	var err error
+	if cerr := rc.Control(func(fd uintptr) { err = unix.Fdatasync(int(fd)) }); cerr != nil {
+		return cerr
+	}
+	return err
 }

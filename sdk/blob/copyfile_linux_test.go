@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"testing/iotest"
 	"unsafe"
@@ -182,5 +183,43 @@ func TestCopyToFileSkipsPageCache(t *testing.T) {
 	got, err := os.ReadFile(f.Name())
 	if err != nil || !bytes.Equal(got, pattern(size)) {
 		t.Fatalf("read back %d of %d bytes, %v", len(got), size, err)
+	}
+}
+
+// The direct path flushes behind its writes: a copy of many flush intervals calls sync in
+// the background (at least once; at most once an interval), and a flush's error is the
+// copy's error even though every write succeeded.
+func TestDirectWriterFlushesBehind(t *testing.T) {
+	boom := errors.New("flush failed")
+	for _, tc := range []struct {
+		name    string
+		syncErr error
+	}{{"ok", nil}, {"error", boom}} {
+		t.Run(tc.name, func(t *testing.T) {
+			f, err := os.Create(filepath.Join(t.TempDir(), "obj"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			w := directOn(t, f)
+			var calls atomic.Int32
+			w.flushEvery = 2 * copyBuffer
+			w.sync = func() error { calls.Add(1); return tc.syncErr }
+			const size = 16 * copyBuffer
+			n, err := w.copy(bytes.NewReader(pattern(size)))
+			if !errors.Is(err, tc.syncErr) || (tc.syncErr == nil) != (err == nil) {
+				t.Fatalf("copy: %v, want %v", err, tc.syncErr)
+			}
+			if c := calls.Load(); c < 1 || c > size/(2*copyBuffer) {
+				t.Errorf("%d flushes for %d intervals, want 1 to %d", c, size/(2*copyBuffer), size/(2*copyBuffer))
+			}
+			if tc.syncErr != nil {
+				return
+			}
+			got, err := os.ReadFile(f.Name())
+			if err != nil || n != size || !bytes.Equal(got, pattern(size)) {
+				t.Fatalf("copied %d, read back %d of %d bytes, %v", n, len(got), size, err)
+			}
+		})
 	}
 }
