@@ -7,6 +7,8 @@
 # alternating, after one untimed warm-up of each (page caches cannot be dropped here).
 # BENCH_SHAPE=small generates only small files instead: 2 KiB each, half random, half JSON
 # lines (BENCH_SIZE_MB=120 gives 61,440 files), where per-file costs decide.
+# BENCH_SHAPE=onefile generates one file, like a database: 1 MiB of JSON lines and 1 MiB of
+# random bytes in turn, so one file's read and the disk's flush decide.
 # BENCH_DATA=DIR times an existing tree instead of the generated one (your own data).
 # STOCK_SYNC=1 times the stock pipeline with an fsync of its output, as nightjar does.
 # Prints the median times, the ratio nightjar / stock (below 1.0: nightjar is faster) and
@@ -23,7 +25,8 @@ shape=${BENCH_SHAPE:-mixed}
 case $shape in
   mixed) file_kb=8 data=${BENCH_DATA:-$out/data-${size_mb}mb} ;;
   small) file_kb=2 data=${BENCH_DATA:-$out/data-small-${size_mb}mb} ;;
-  *) echo "BENCH_SHAPE=$shape: expected mixed or small"; exit 1 ;;
+  onefile) file_kb=8 data=${BENCH_DATA:-$out/data-onefile-${size_mb}mb} ;;
+  *) echo "BENCH_SHAPE=$shape: expected mixed, small or onefile"; exit 1 ;;
 esac
 mkdir -p "$out"
 rm -rf "$out"/restore.* # an interrupted run's
@@ -45,6 +48,8 @@ generate() {
   local text=$data.tmp/json/events-000.jsonl
   if [ "$shape" = small ]; then # the JSON lines only feed the small files' text half
     json_mb=$(((size_mb + 1) / 2)) rand_mb=0 small_mb=$size_mb text=$data.tmp/json/events-*.jsonl
+  elif [ "$shape" = onefile ]; then
+    json_mb=$(((size_mb + 1) / 2)) rand_mb=$((size_mb / 2)) small_mb=0
   fi
   rm -rf "$data.tmp" && mkdir -p "$data.tmp/json" "$data.tmp/random" "$data.tmp/small"
   # Compressible: JSON log lines (zstd -3 gets about 4-6x), in 64 MiB files.
@@ -64,7 +69,7 @@ generate() {
     left=$((left - mb)); i=$((i + 1))
   done
   # Many small files: text and random, 8 KiB (small shape: 2 KiB) each, 1000 per folder.
-  ( cd "$data.tmp/small"
+  [ "$small_mb" -gt 0 ] && ( cd "$data.tmp/small"
     # shellcheck disable=SC2086 # $text is a glob for the small shape
     { head -c $((small_mb * 524288)) /dev/urandom; { cat $text || true; } | head -c $((small_mb * 524288)); } |
       split -b $((file_kb * 1024000)) -a 3 -d - chunk-
@@ -72,6 +77,13 @@ generate() {
       mkdir "d${c#chunk-}" && split -b $((file_kb * 1024)) -a 3 -d "$c" "d${c#chunk-}/f" && rm "$c"
     done )
   if [ "$shape" = small ]; then rm -rf "$data.tmp/json" "$data.tmp/random"; fi
+  if [ "$shape" = onefile ]; then # 1 MiB of each in turn, into one file
+    cat "$data.tmp"/json/* > "$data.tmp/json.all" && cat "$data.tmp"/random/* > "$data.tmp/random.all"
+    for ((i = 0; i < size_mb; i++)); do
+      dd if="$data.tmp/$([ $((i % 2)) = 0 ] && echo json || echo random).all" bs=1M skip=$((i / 2)) count=1 status=none
+    done > "$data.tmp/db.sqlite"
+    rm -rf "$data.tmp/json" "$data.tmp/random" "$data.tmp/small" "$data.tmp"/*.all
+  fi
   mv "$data.tmp" "$data"
 }
 if [ -n "${BENCH_DATA:-}" ] && [ ! -d "$data" ]; then
@@ -137,6 +149,7 @@ compare() {
 
 kind="40% JSON lines, 40% random, 20% 8 KiB files"
 [ "$shape" = small ] && kind="2 KiB files, half random, half JSON lines"
+[ "$shape" = onefile ] && kind="one file, 1 MiB of JSON lines and 1 MiB of random bytes in turn"
 [ -n "${BENCH_DATA:-}" ] && kind=$BENCH_DATA
 echo "data: $((bytes / 1048576)) MiB in $files files ($kind); $rounds alternating rounds, medians${STOCK_SYNC:+; the stock pipeline fsyncs its output}"
 echo

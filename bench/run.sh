@@ -14,6 +14,8 @@ for s in bench/[0-9]*.sh; do
   if [ "$s" = bench/10-tree.sh ]; then # and the many-small-files tree (61,440 files of 2 KiB)
     echo "== $s, BENCH_SHAPE=small" | tee -a bench/out/report.md
     BENCH_SHAPE=small BENCH_SIZE_MB=120 bash "$s" 2>&1 | tee -a bench/out/report.md
+    echo "== $s, BENCH_SHAPE=onefile" | tee -a bench/out/report.md # one file, like a database
+    BENCH_SHAPE=onefile bash "$s" 2>&1 | tee -a bench/out/report.md
   fi
 done
 echo "report: bench/out/report.md"
