@@ -81,7 +81,7 @@ generate() {
     cat "$data.tmp"/json/* > "$data.tmp/json.all" && cat "$data.tmp"/random/* > "$data.tmp/random.all"
     for ((i = 0; i < size_mb; i++)); do
       dd if="$data.tmp/$([ $((i % 2)) = 0 ] && echo json || echo random).all" bs=1M skip=$((i / 2)) count=1 status=none
-    done > "$data.tmp/db.sqlite"
+    done > "$data.tmp/db.bin"
     rm -rf "$data.tmp/json" "$data.tmp/random" "$data.tmp/small" "$data.tmp"/*.all
   fi
   mv "$data.tmp" "$data"
