@@ -33,7 +33,7 @@ const directAlign = 4096
 // caller's final fsync waits for the last few MiB only. Direct writes skip the page cache
 // but can still sit in the disk's (or a virtual disk's host's) write cache: on the
 // 2-vCPU machine of docs/benchmarks.md the fsync after a 610 MiB copy took 0.32-0.39 s
-// without these flushes, with the CPU idle, and 0.02 s with them.
+// without these flushes, with the CPU idle, and 0.02-0.03 s with them.
 func CopyToFile(f *os.File, r io.Reader) (int64, error) {
 	if rc, err := f.SyscallConn(); err == nil && directFS(rc) {
 		if w, err := startDirect(f, rc); err == nil {
