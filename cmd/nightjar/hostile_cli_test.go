@@ -88,7 +88,10 @@ func TestRestoreRefusesHostileTar(t *testing.T) {
 		{"file through an outward symlink (relative)", []tarEntry{{name: "link", link: "../../outside", typ: tar.TypeSymlink}, {name: "link/evil.txt", body: "evil", typ: tar.TypeReg}}, "link/evil.txt"},
 		{"symlink through an outward symlink", []tarEntry{{name: "link", link: "OUTSIDE", typ: tar.TypeSymlink}, {name: "link/evil-link", link: "/etc/passwd", typ: tar.TypeSymlink}}, "link/evil-link"},
 		{"folder through an outward symlink", []tarEntry{{name: "link", link: "OUTSIDE", typ: tar.TypeSymlink}, {name: "link/sub/", typ: tar.TypeDir}}, "link/sub"},
-		{"hard link", []tarEntry{{name: "hard", link: "/etc/passwd", typ: tar.TypeLink}}, "unsupported tar entry type"},
+		{"hard link to an absolute path", []tarEntry{{name: "hard", link: "/etc/passwd", typ: tar.TypeLink}}, "absolute path"},
+		{"hard link to a dot-dot path", []tarEntry{{name: "hard", link: "../outside/x", typ: tar.TypeLink}}, "escapes the target"},
+		{"hard link through an outward symlink", []tarEntry{{name: "link", link: "FIXTURE", typ: tar.TypeSymlink}, {name: "hard", link: "link/pipeline.yaml", typ: tar.TypeLink}}, "hard link to link/pipeline.yaml"},
+		{"hard link made through an outward symlink", []tarEntry{{name: "ok.txt", body: "fine", typ: tar.TypeReg}, {name: "link", link: "OUTSIDE", typ: tar.TypeSymlink}, {name: "link/evil", link: "ok.txt", typ: tar.TypeLink}}, "link/evil"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -99,6 +102,7 @@ func TestRestoreRefusesHostileTar(t *testing.T) {
 			}
 			for i := range tc.entries {
 				tc.entries[i].link = strings.ReplaceAll(tc.entries[i].link, "OUTSIDE", outside)
+				tc.entries[i].link = strings.ReplaceAll(tc.entries[i].link, "FIXTURE", f.dir) // holds the config
 			}
 			plantSnapshot(t, f, makeTar(t, tc.entries))
 			to := filepath.Join(f.dir, "restore")

@@ -105,6 +105,11 @@ func (s *Source) Check(ctx context.Context, r io.Reader) error {
 		if _, err := safeName(h.Name); err != nil {
 			return err
 		}
+		if h.Typeflag == tar.TypeLink {
+			if _, err := safeName(h.Linkname); err != nil {
+				return fmt.Errorf("hard link %q: %w", h.Name, err)
+			}
+		}
 		if _, err := io.Copy(io.Discard, tr); err != nil {
 			return fmt.Errorf("tar: %s: %w", h.Name, err)
 		}
@@ -133,6 +138,9 @@ type dirTime struct {
 	mt   time.Time
 }
 
+// hardLink is a name to create, once every file is written, as another name of target.
+type hardLink struct{ name, target string }
+
 // Extract writes a tar stream below target.
 func Extract(ctx context.Context, r io.Reader, target string, force bool) error {
 	root, err := os.OpenRoot(target)
@@ -144,6 +152,7 @@ func Extract(ctx context.Context, r io.Reader, target string, force bool) error 
 	tr := tar.NewReader(er)
 	buf := make([]byte, 1<<20)
 	var dirs []dirTime
+	var links []hardLink
 	// Folders known to exist, so each file does not cost a MkdirAll (one openat per path
 	// element). Safety does not depend on it: every operation still goes through root.
 	made := map[string]bool{}
@@ -239,6 +248,13 @@ func Extract(ctx context.Context, r io.Reader, target string, force bool) error 
 				}
 				_ = lchtimes(filepath.Join(root.Name(), name), h.ModTime)
 			}
+		case tar.TypeLink:
+			// Made after the files: its target may still be queued for a file writer.
+			target, err := safeName(h.Linkname)
+			if err != nil {
+				return fmt.Errorf("extract %s: hard link: %w", name, err)
+			}
+			links = append(links, hardLink{name, target})
 		default:
 			return fmt.Errorf("extract %s: unsupported tar entry type %q", name, h.Typeflag)
 		}
@@ -246,6 +262,17 @@ func Extract(ctx context.Context, r io.Reader, target string, force bool) error 
 	if fw != nil {
 		if err := fw.wait(); err != nil {
 			return err
+		}
+	}
+	for _, l := range links {
+		if force {
+			_ = root.Remove(l.name)
+		}
+		if err := root.Link(l.target, l.name); err != nil {
+			if errors.Is(err, fs.ErrExist) {
+				return fmt.Errorf("extract %s: already exists; pass --force to overwrite", l.name)
+			}
+			return fmt.Errorf("extract %s: hard link to %s: %w", l.name, l.target, err)
 		}
 	}
 	// Directory mtimes last, deepest first, since writing inside a folder changes its mtime.

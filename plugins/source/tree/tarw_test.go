@@ -68,6 +68,8 @@ func TestTarWriterMatchesArchiveTar(t *testing.T) {
 		"name too long for ustar": file(strings.Repeat("q/", 150)+"f", 3),
 		"non-ASCII name":          file("café/naïve.txt", 3),
 		"link of 101 bytes":       {h: tar.Header{Typeflag: tar.TypeSymlink, Name: "l2", Linkname: strings.Repeat("t", 101), ModTime: mtime}},
+		"hard link":               {h: tar.Header{Typeflag: tar.TypeLink, Name: "h", Linkname: "c/d/e.bin", Mode: 0o644, Uid: 1000, Gid: 1000, ModTime: mtime}},
+		"hard link, long target":  {h: tar.Header{Typeflag: tar.TypeLink, Name: "h2", Linkname: strings.Repeat("t/", 60), Mode: 0o644, ModTime: mtime}},
 		"setuid, sticky":          with(file("s", 1), func(h *tar.Header) { h.Mode = 0o7755 }),
 		"large uid":               with(file("u", 1), func(h *tar.Header) { h.Uid = 3_000_000 }),
 		"largest ustar uid":       with(file("u2", 1), func(h *tar.Header) { h.Uid = 1<<21 - 1 }),

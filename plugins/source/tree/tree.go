@@ -28,7 +28,7 @@ import (
 func Register(r *core.Registry) {
 	r.AddSource(core.SourcePlugin{
 		Type: "tree",
-		Doc:  "A tar stream (POSIX ustar, with PAX records where a name or value needs them) of a directory tree: regular files, directories (empty ones too), symlinks (as links), modes, mtimes and numeric owners. Stored as <name>.tar.",
+		Doc:  "A tar stream (POSIX ustar, with PAX records where a name or value needs them) of a directory tree: regular files, directories (empty ones too), symlinks (as links), hard links (a file with several names in the tree is stored once, its other names as links to the first), modes, mtimes and numeric owners. Stored as <name>.tar.",
 		Fields: []core.Field{
 			{Name: "path", Kind: core.KindPath, Required: true, Doc: "The folder to back up.", Example: "/data"},
 			{Name: "exclude", Kind: core.KindStrings, Doc: "Glob patterns (path.Match) matched against each entry's path relative to `path` and against its base name; a matching folder is skipped whole.", Example: `["*.tmp", "cache/"]`},
@@ -98,15 +98,30 @@ func (s *Source) excluded(rel string, isDir bool) bool {
 
 // stats is one snapshot's state: the counts the manifest records, and dbCopy.
 type stats struct {
-	files, dirs, symlinks, skipped, changed int64
-	bytes                                   int64
-	changedNames                            []string
-	sqlite                                  sqliteStats
+	files, dirs, symlinks, hardlinks, skipped, changed int64
+	bytes                                              int64
+	changedNames                                       []string
+	sqlite                                             sqliteStats
+	// linked maps each file with more than one name (hard links) that was stored with its
+	// data to the name it was stored under; its other names become links to that name.
+	linked map[fileID]string
 	// dbCopy is held while a database inside the tree is copied, and by the read-ahead
 	// around each file it opens and closes, so the read-ahead never closes a descriptor of
 	// that database (another name of it: a hard link) while the copy holds SQLite's POSIX
 	// locks, which closing any descriptor of the file would drop.
 	dbCopy sync.RWMutex
+}
+
+// fileID is what makes a file one file whatever its names: its device and inode.
+type fileID struct{ dev, ino uint64 }
+
+// multiLinked returns the identity of a regular file with more than one name.
+func multiLinked(info fs.FileInfo) (fileID, bool) {
+	sys, ok := info.Sys().(*syscall.Stat_t)
+	if !ok || !info.Mode().IsRegular() || sys.Nlink < 2 {
+		return fileID{}, false
+	}
+	return fileID{dev: uint64(sys.Dev), ino: sys.Ino}, true
 }
 
 // entry is one item of the sorted walk.
@@ -230,10 +245,17 @@ func unwrapPathErr(err error) error {
 // EstimateSize walks the tree and adds up what the tar stream will hold.
 func (s *Source) EstimateSize(ctx context.Context) int64 {
 	var n int64 = 1024 // end-of-archive blocks
+	seen := map[fileID]bool{}
 	err := s.walk(ctx, true, func(e entry) error {
 		n += 512 // header
 		if s.subsecond {
 			n += 1024 // a PAX header and its records
+		}
+		if id, ok := multiLinked(e.info); ok {
+			if seen[id] {
+				return nil // stored once: its other names are links
+			}
+			seen[id] = true
 		}
 		if e.info.Mode().IsRegular() {
 			n += (e.info.Size() + 511) &^ 511
@@ -249,7 +271,7 @@ func (s *Source) EstimateSize(ctx context.Context) int64 {
 // Snapshot writes the tar stream to w.
 func (s *Source) Snapshot(ctx context.Context, w io.Writer) (map[string]string, error) {
 	tw := newTarWriter(w)
-	var st stats
+	st := stats{linked: map[fileID]string{}}
 	buf := make([]byte, 1<<20)
 	err := s.walkPrefetched(ctx, &st.dbCopy, func(e entry, pf *prefetched) error { return s.writeEntry(ctx, tw, e, pf, &st, buf) })
 	if err != nil {
@@ -264,6 +286,9 @@ func (s *Source) Snapshot(ctx context.Context, w io.Writer) (map[string]string, 
 		"symlinks": strconv.FormatInt(st.symlinks, 10),
 		"bytes":    strconv.FormatInt(st.bytes, 10),
 		"path":     s.root,
+	}
+	if st.hardlinks > 0 {
+		meta["hardlinks"] = strconv.FormatInt(st.hardlinks, 10)
 	}
 	if st.skipped > 0 {
 		meta["skipped_special"] = strconv.FormatInt(st.skipped, 10)
@@ -372,6 +397,9 @@ func (s *Source) writeEntry(ctx context.Context, tw *tarWriter, e entry, pf *pre
 		return nil
 	}
 	if pf != nil && !pf.fallback && !s.needsStreaming(e, pf) {
+		if done, err := s.writeLink(tw, h, e, st); done || err != nil {
+			return err
+		}
 		return s.writePrefetched(tw, h, e, pf, st, buf)
 	}
 	f, err := os.Open(e.abs)
@@ -388,6 +416,9 @@ func (s *Source) writeEntry(ctx context.Context, tw *tarWriter, e entry, pf *pre
 		h.Size, h.ModTime = info.Size(), info.ModTime()
 	}
 	if handled, err := s.sqliteEntry(ctx, tw, f, e, h, st, buf); handled || err != nil {
+		return err
+	}
+	if done, err := s.writeLink(tw, h, e, st); done || err != nil {
 		return err
 	}
 	if err := s.writeHeader(tw, h, e.rel); err != nil {
@@ -414,8 +445,33 @@ func (s *Source) writeEntry(ctx context.Context, tw *tarWriter, e entry, pf *pre
 	return nil
 }
 
+// writeLink stores the regular file e as a hard link to the name its data was stored
+// under, if another of its names came first, and reports whether it did. A database the
+// SQLite handling copied or skipped is never a link target: each of its names is handled
+// on its own, as before.
+func (s *Source) writeLink(tw *tarWriter, h *tar.Header, e entry, st *stats) (bool, error) {
+	id, ok := multiLinked(e.info)
+	if !ok {
+		return false, nil
+	}
+	first, ok := st.linked[id]
+	if !ok {
+		return false, nil
+	}
+	l := *h
+	l.Typeflag, l.Linkname, l.Size = tar.TypeLink, first, 0
+	if err := s.writeHeader(tw, &l, e.rel); err != nil {
+		return true, err
+	}
+	st.hardlinks++
+	return true, nil
+}
+
 // fileDone counts a stored file and reports it if it changed while read.
 func (s *Source) fileDone(st *stats, e entry, h *tar.Header, changed bool) {
+	if id, ok := multiLinked(e.info); ok && st.linked != nil {
+		st.linked[id] = e.rel // the name later names of this file link to
+	}
 	if changed {
 		st.changed++
 		st.changedNames = append(st.changedNames, e.rel)
