@@ -101,9 +101,9 @@ func (t *tarWriter) endEntry() error {
 }
 
 // formatUSTAR formats h into t.blk as archive/tar does for a ustar header, if h is one of
-// the headers that it writes as plain ustar: a file, folder, symlink or hard link whose name and link
-// fit their fields in ASCII, whose numbers fit their octal fields, with whole-second
-// times and nothing for PAX records. It reports false for any other header.
+// the headers that it writes as plain ustar: a file, folder, symlink or hard link whose
+// name and link fit their fields in ASCII, whose numbers fit their octal fields, with
+// whole-second times and nothing for PAX records. It reports false for any other header.
 func (t *tarWriter) formatUSTAR(h *tar.Header) bool {
 	switch {
 	case h.Typeflag != tar.TypeReg && h.Typeflag != tar.TypeDir && h.Typeflag != tar.TypeSymlink &&
