@@ -179,3 +179,30 @@ func tarOf(t *testing.T, hs []*tar.Header) []byte {
 	}
 	return buf.Bytes()
 }
+
+// TestLinksForgetMetFiles: an entry goes when its file's last name is met, so the table
+// holds only the files whose other names are still to come.
+func TestLinksForgetMetFiles(t *testing.T) {
+	l := links{}
+	a, b := fileID{dev: 1, ino: 10}, fileID{dev: 1, ino: 11}
+	l.add(a, 3, "a")
+	l.add(b, 2, "b")
+	steps := []struct {
+		id       fileID
+		want     string
+		wantOK   bool
+		wantSize int
+	}{
+		{a, "a", true, 2},
+		{b, "b", true, 1}, // b's last name: gone
+		{b, "", false, 1}, // a name made after the walk counted: stored with its data
+		{a, "a", true, 0},
+		{a, "", false, 0},
+	}
+	for i, s := range steps {
+		got, ok := l.next(s.id)
+		if got != s.want || ok != s.wantOK || len(l) != s.wantSize {
+			t.Errorf("step %d: next(%v) = %q, %v with %d left; want %q, %v with %d", i, s.id, got, ok, len(l), s.want, s.wantOK, s.wantSize)
+		}
+	}
+}

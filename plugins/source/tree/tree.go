@@ -102,9 +102,9 @@ type stats struct {
 	bytes                                              int64
 	changedNames                                       []string
 	sqlite                                             sqliteStats
-	// linked maps each file with more than one name (hard links) that was stored with its
-	// data to the name it was stored under; its other names become links to that name.
-	linked map[fileID]string
+	// linked holds the files with more than one name (hard links) stored with their data,
+	// until their other names, which become links to the first, have been met.
+	linked links
 	// dbCopy is held while a database inside the tree is copied, and by the read-ahead
 	// around each file it opens and closes, so the read-ahead never closes a descriptor of
 	// that database (another name of it: a hard link) while the copy holds SQLite's POSIX
@@ -115,13 +115,41 @@ type stats struct {
 // fileID is what makes a file one file whatever its names: its device and inode.
 type fileID struct{ dev, ino uint64 }
 
-// multiLinked returns the identity of a regular file with more than one name.
-func multiLinked(info fs.FileInfo) (fileID, bool) {
+// multiLinked returns the identity and the link count of a regular file with more than
+// one name.
+func multiLinked(info fs.FileInfo) (fileID, uint64, bool) {
 	sys, ok := info.Sys().(*syscall.Stat_t)
 	if !ok || !info.Mode().IsRegular() || sys.Nlink < 2 {
-		return fileID{}, false
+		return fileID{}, 0, false
 	}
-	return fileID{dev: uint64(sys.Dev), ino: sys.Ino}, true
+	return fileID{dev: uint64(sys.Dev), ino: sys.Ino}, uint64(sys.Nlink), true
+}
+
+// links maps files with several names to the name their data is stored under. An entry
+// goes once all of its file's names have been met, so memory holds only the files whose
+// other names are still to come (as GNU tar does), not every linked file of the tree.
+type links map[fileID]*linked
+
+type linked struct {
+	name string
+	left uint64 // names still to come
+}
+
+func (l links) add(id fileID, nlink uint64, name string) {
+	l[id] = &linked{name: name, left: nlink - 1}
+}
+
+// next returns the name id's data is stored under, if it was stored, and counts one more
+// of its names as met.
+func (l links) next(id fileID) (string, bool) {
+	e, ok := l[id]
+	if !ok {
+		return "", false
+	}
+	if e.left--; e.left == 0 {
+		delete(l, id)
+	}
+	return e.name, true
 }
 
 // entry is one item of the sorted walk.
@@ -245,17 +273,17 @@ func unwrapPathErr(err error) error {
 // EstimateSize walks the tree and adds up what the tar stream will hold.
 func (s *Source) EstimateSize(ctx context.Context) int64 {
 	var n int64 = 1024 // end-of-archive blocks
-	seen := map[fileID]bool{}
+	seen := links{}
 	err := s.walk(ctx, true, func(e entry) error {
 		n += 512 // header
 		if s.subsecond {
 			n += 1024 // a PAX header and its records
 		}
-		if id, ok := multiLinked(e.info); ok {
-			if seen[id] {
+		if id, nlink, ok := multiLinked(e.info); ok {
+			if _, ok := seen.next(id); ok {
 				return nil // stored once: its other names are links
 			}
-			seen[id] = true
+			seen.add(id, nlink, "")
 		}
 		if e.info.Mode().IsRegular() {
 			n += (e.info.Size() + 511) &^ 511
@@ -271,7 +299,7 @@ func (s *Source) EstimateSize(ctx context.Context) int64 {
 // Snapshot writes the tar stream to w.
 func (s *Source) Snapshot(ctx context.Context, w io.Writer) (map[string]string, error) {
 	tw := newTarWriter(w)
-	st := stats{linked: map[fileID]string{}}
+	st := stats{linked: links{}}
 	buf := make([]byte, 1<<20)
 	err := s.walkPrefetched(ctx, &st.dbCopy, func(e entry, pf *prefetched) error { return s.writeEntry(ctx, tw, e, pf, &st, buf) })
 	if err != nil {
@@ -450,11 +478,11 @@ func (s *Source) writeEntry(ctx context.Context, tw *tarWriter, e entry, pf *pre
 // SQLite handling copied or skipped is never a link target: each of its names is handled
 // on its own, as before.
 func (s *Source) writeLink(tw *tarWriter, h *tar.Header, e entry, st *stats) (bool, error) {
-	id, ok := multiLinked(e.info)
+	id, _, ok := multiLinked(e.info)
 	if !ok {
 		return false, nil
 	}
-	first, ok := st.linked[id]
+	first, ok := st.linked.next(id)
 	if !ok {
 		return false, nil
 	}
@@ -469,8 +497,8 @@ func (s *Source) writeLink(tw *tarWriter, h *tar.Header, e entry, st *stats) (bo
 
 // fileDone counts a stored file and reports it if it changed while read.
 func (s *Source) fileDone(st *stats, e entry, h *tar.Header, changed bool) {
-	if id, ok := multiLinked(e.info); ok && st.linked != nil {
-		st.linked[id] = e.rel // the name later names of this file link to
+	if id, nlink, ok := multiLinked(e.info); ok && st.linked != nil {
+		st.linked.add(id, nlink, e.rel) // the name later names of this file link to
 	}
 	if changed {
 		st.changed++
