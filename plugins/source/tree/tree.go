@@ -128,7 +128,7 @@ func multiLinked(info fs.FileInfo) (fileID, uint64, bool) {
 // links maps files with several names to the name their data is stored under. An entry
 // goes once all of its file's names have been met, so memory holds only the files whose
 // other names are still to come (as GNU tar does), not every linked file of the tree.
-type links map[fileID]*linked
+type links map[fileID]linked
 
 type linked struct {
 	name string
@@ -136,7 +136,7 @@ type linked struct {
 }
 
 func (l links) add(id fileID, nlink uint64, name string) {
-	l[id] = &linked{name: name, left: nlink - 1}
+	l[id] = linked{name: name, left: nlink - 1}
 }
 
 // next returns the name id's data is stored under, if it was stored, and counts one more
@@ -148,6 +148,8 @@ func (l links) next(id fileID) (string, bool) {
 	}
 	if e.left--; e.left == 0 {
 		delete(l, id)
+	} else {
+		l[id] = e
 	}
 	return e.name, true
 }
