@@ -28,6 +28,7 @@ renv=(env -i PATH="$PATH" HOME="$work" TZ=UTC RESTIC_PASSWORD_FILE="$work/pw")
 fresh_repo() { # $1: folder
   rm -rf "$1" "$work/cache"
   "${renv[@]}" RESTIC_REPOSITORY="$1" restic init >/dev/null
+  sync # the last run's writes go out before the next is timed, not during it
 }
 
 cat > "$work/bench.yaml" <<YAML
@@ -42,16 +43,15 @@ YAML
 
 now() { date +%s.%N; }
 exec {tick}<> <(:) # a pipe nobody writes to: `read -t` on it is a sleep without a fork
-nj_times=() ; stock_times=() ; rss=()
-for i in $(seq 1 "$RUNS"); do
-  fresh_repo "$work/repo-nj" # state_dir stays, as between nightly runs
-  t0=$(now)
+# nightjar's own peak RSS (VmHWM) is sampled, since wait4's figure would include restic's,
+# in one more run after the timed ones. Even a sampler of bash builtins (reading
+# /proc/PID/status 10 times a second) inside the timed runs gave ratios of 1.12-1.14, where
+# the same runs without it gave 0.99-1.06 (2 cores, 3 sets each); one that forked awk and
+# sleep cost 0.9 s of a 6 s run.
+sampled_rss() {
+  fresh_repo "$work/repo-nj"
   "${renv[@]}" "$nj" run -c "$work/bench.yaml" >/dev/null 2>"$work/nj.log" &
-  pid=$!
-  # nightjar's own peak RSS (VmHWM), sampled: wait4's figure would include restic's. The
-  # sampler uses bash builtins only: a loop that forks awk and sleep 20 times a second
-  # cost 0.9 s of a 6 s run on two cores, charged to nightjar's time.
-  hwm=0
+  local pid=$! hwm=0 key val
   while kill -0 "$pid" 2>/dev/null; do
     while read -r key val _; do
       if [ "$key" = VmHWM: ]; then [ "$val" -gt "$hwm" ] && hwm=$val; break; fi
@@ -59,9 +59,15 @@ for i in $(seq 1 "$RUNS"); do
     read -r -t 0.1 -u "$tick" || true
   done
   wait "$pid" || { cat "$work/nj.log" >&2; exit 1; }
+  echo "$hwm"
+}
+nj_times=() ; stock_times=()
+for i in $(seq 1 "$RUNS"); do
+  fresh_repo "$work/repo-nj" # state_dir stays, as between nightly runs
+  t0=$(now)
+  "${renv[@]}" "$nj" run -c "$work/bench.yaml" >/dev/null 2>"$work/nj.log" || { cat "$work/nj.log" >&2; exit 1; }
   t1=$(now)
   nj_times+=("$(echo "$t1 - $t0" | bc)")
-  rss+=("$hwm")
 
   fresh_repo "$work/repo-stock"
   t0=$(now)
@@ -76,7 +82,7 @@ done
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 nj_med=$(median "${nj_times[@]}")
 stock_med=$(median "${stock_times[@]}")
-rss_max=$(printf '%s\n' "${rss[@]}" | sort -n | tail -1)
+rss_max=$(sampled_rss)
 printf 'restic sink: %d MiB (half random, half text), %d runs, restic %s\n' "$MB" "$RUNS" "$(restic version | cut -d' ' -f2)"
 printf '  nightjar run (tree -> restic sink)      median %6.2f s   (%s)\n' "$nj_med" "${nj_times[*]}"
 printf '  tar | restic backup --stdin            median %6.2f s   (%s)\n' "$stock_med" "${stock_times[*]}"
