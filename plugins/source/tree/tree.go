@@ -127,7 +127,7 @@ func multiLinked(info fs.FileInfo) (fileID, uint64, bool) {
 
 // links maps files with several names to the name their data is stored under. An entry
 // goes once all of its file's names have been met, so memory holds only the files whose
-// other names are still to come (as GNU tar does), not every linked file of the tree.
+// other names are still to come, not every linked file of the tree.
 type links map[fileID]linked
 
 type linked struct {
