@@ -13,8 +13,9 @@ import (
 	"testing"
 )
 
+// tarEntry is a file (name, body), a symlink (link) or a hard link (hard: its target).
 type tarEntry struct {
-	name, body, link string
+	name, body, link, hard string
 }
 
 func makeTar(t *testing.T, entries []tarEntry) []byte {
@@ -25,6 +26,9 @@ func makeTar(t *testing.T, entries []tarEntry) []byte {
 		h := &tar.Header{Name: e.name, Mode: 0o644, Typeflag: tar.TypeReg, Size: int64(len(e.body))}
 		if e.link != "" {
 			h = &tar.Header{Name: e.name, Mode: 0o777, Typeflag: tar.TypeSymlink, Linkname: e.link}
+		}
+		if e.hard != "" {
+			h = &tar.Header{Name: e.name, Mode: 0o644, Typeflag: tar.TypeLink, Linkname: e.hard}
 		}
 		if err := tw.WriteHeader(h); err != nil {
 			t.Fatal(err)
