@@ -3,6 +3,7 @@ package sqlitecopy
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"database/sql"
 	"encoding/binary"
@@ -10,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -94,79 +96,129 @@ type walIndexHeader struct {
 	walCksum   [2]uint32        // the WAL header's checksum, where the frames' chain starts
 }
 
+// pagePlan is one committed state of a database as the page copy writes it: the database
+// file's first fileBytes, zeros up to size, and over them the WAL's frames (the newest frame
+// of each page in that state). Made under a read transaction, it holds until that ends.
+type pagePlan struct {
+	db        *os.File
+	wal       *os.File // nil when no frame is laid over
+	pageSize  int64
+	fileBytes int64
+	size      int64
+	frames    []walFrame // by page number
+	salt      [8]byte    // of the WAL the frames belong to
+}
+
+// walFrame is where the newest frame of a page is in the WAL.
+type walFrame struct {
+	pgno uint32
+	off  int64 // of the frame's header
+}
+
+// beginRead starts a read transaction on conn: a deferred transaction takes its read lock
+// at its first read. End it with ROLLBACK.
+func beginRead(ctx context.Context, conn *sql.Conn) error {
+	if _, err := conn.ExecContext(ctx, "BEGIN"); err != nil {
+		return err
+	}
+	if err := conn.QueryRowContext(ctx, "SELECT count(*) FROM sqlite_schema").Scan(new(int64)); err != nil {
+		conn.ExecContext(context.WithoutCancel(ctx), "ROLLBACK")
+		return err
+	}
+	return nil
+}
+
+// planPages plans the page copy of the database at src, under the read transaction conn
+// holds. It returns errUsePager (wrapped) when it cannot vouch for the copy. The source's
+// files it opens are left open in kept: see keptFiles.
+func planPages(ctx context.Context, conn *sql.Conn, kept *keptFiles, src string) (*pagePlan, error) {
+	var pageSize int64
+	var journal string
+	if err := conn.QueryRowContext(ctx, "PRAGMA page_size").Scan(&pageSize); err != nil {
+		return nil, err
+	}
+	if err := conn.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&journal); err != nil {
+		return nil, err
+	}
+	db, err := kept.open(src)
+	if err != nil {
+		return nil, err
+	}
+	format, err := fileFormat(db)
+	if err != nil {
+		return nil, err
+	}
+	wal := journal == "wal"
+	if wal != (format == walFormat) || format != walFormat && format != legacyFormat {
+		return nil, fmt.Errorf("%w: journal mode %s with file format %d", errUsePager, journal, format)
+	}
+	st, err := db.Stat()
+	if err != nil {
+		return nil, err
+	}
+	p := &pagePlan{db: db, pageSize: pageSize, fileBytes: st.Size(), size: st.Size()}
+	if !wal {
+		return p, nil
+	}
+	hdr, walFile, err := openWAL(ctx, kept, src)
+	if err != nil {
+		return nil, err
+	}
+	if hdr.mxFrame > 0 && hdr.pageSize != pageSize {
+		return nil, fmt.Errorf("%w: -shm page size %d, database %d", errUsePager, hdr.pageSize, pageSize)
+	}
+	if hdr.nPage > 0 {
+		// The file may hold pages the committed state has dropped, or lack pages still only
+		// in the WAL; the frames fill those in and the rest is cut off.
+		p.size = int64(hdr.nPage) * pageSize
+		p.fileBytes = min(p.fileBytes, p.size)
+	}
+	if walFile != nil {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		if p.frames, err = indexWAL(walFile, hdr); err != nil {
+			return nil, err
+		}
+		p.wal, p.salt = walFile, hdr.salt
+	}
+	return p, nil
+}
+
 // copyPages copies the database at src into the new file dst as of one committed state,
 // under a read transaction on conn. It returns errUsePager (wrapped) when it cannot.
 // The source's files it opens are left open in kept: see keptFiles.
 func copyPages(ctx context.Context, conn *sql.Conn, kept *keptFiles, src, dst string) error {
-	if _, err := conn.ExecContext(ctx, "BEGIN"); err != nil {
+	if err := beginRead(ctx, conn); err != nil {
 		return err
 	}
 	defer conn.ExecContext(context.WithoutCancel(ctx), "ROLLBACK")
-	// A deferred transaction takes its read lock at the first read.
-	var pageSize int64
-	var journal string
-	if err := conn.QueryRowContext(ctx, "SELECT count(*) FROM sqlite_schema").Scan(new(int64)); err != nil {
-		return err
-	}
-	if err := conn.QueryRowContext(ctx, "PRAGMA page_size").Scan(&pageSize); err != nil {
-		return err
-	}
-	if err := conn.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&journal); err != nil {
-		return err
-	}
-
-	db, err := kept.open(src)
+	p, err := planPages(ctx, conn, kept, src)
 	if err != nil {
 		return err
 	}
-	format, err := fileFormat(db)
-	if err != nil {
-		return err
-	}
-	wal := journal == "wal"
-	if wal != (format == walFormat) || format != walFormat && format != legacyFormat {
-		return fmt.Errorf("%w: journal mode %s with file format %d", errUsePager, journal, format)
-	}
-	var hdr walIndexHeader
-	var walFile *os.File
-	if wal {
-		if hdr, walFile, err = openWAL(ctx, kept, src); err != nil {
-			return err
-		}
-		if hdr.mxFrame > 0 && hdr.pageSize != pageSize {
-			return fmt.Errorf("%w: -shm page size %d, database %d", errUsePager, hdr.pageSize, pageSize)
-		}
-	}
-
 	out, err := os.OpenFile(dst, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return err
 	}
 	defer out.Close()
-	st, err := db.Stat()
-	if err != nil {
-		return err
-	}
-	size := st.Size()
-	if wal && hdr.nPage > 0 {
-		// The file may hold pages the committed state has dropped, or lack pages still only
-		// in the WAL; the frames fill those in and Truncate drops the rest.
-		size = min(size, int64(hdr.nPage)*pageSize)
-	}
 	// From one *os.File to another, io.CopyN copies with copy_file_range, in the kernel.
-	if n, err := io.CopyN(out, db, size); err != nil {
-		return fmt.Errorf("copy %s to %s: %d of %d bytes: %w", src, dst, n, size, err)
+	if n, err := io.CopyN(out, p.db, p.fileBytes); err != nil {
+		return fmt.Errorf("copy %s to %s: %d of %d bytes: %w", src, dst, n, p.fileBytes, err)
 	}
-	if walFile != nil {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		if err := applyWAL(walFile, hdr, out); err != nil {
-			return err
+	if len(p.frames) > 0 {
+		page := make([]byte, p.pageSize)
+		for _, f := range p.frames {
+			if err := p.readFrame(f, page); err != nil {
+				return err
+			}
+			if _, err := out.WriteAt(page, int64(f.pgno-1)*p.pageSize); err != nil {
+				return fmt.Errorf("write page %d: %w", f.pgno, err)
+			}
 		}
 	}
-	if wal && hdr.nPage > 0 {
-		if err := out.Truncate(int64(hdr.nPage) * pageSize); err != nil {
+	if p.size != p.fileBytes {
+		if err := out.Truncate(p.size); err != nil {
 			return err
 		}
 	}
@@ -174,6 +226,56 @@ func copyPages(ctx context.Context, conn *sql.Conn, kept *keptFiles, src, dst st
 		return fmt.Errorf("write %s: %w", dst, err)
 	}
 	return ctx.Err()
+}
+
+// writeTo writes the planned copy to w, in order: the file read in large chunks, each with
+// its pages' frames laid over before it is written.
+func (p *pagePlan) writeTo(ctx context.Context, w io.Writer) (int64, error) {
+	buf := make([]byte, max(copyBufferBytes, p.pageSize)) // page sizes are powers of 2
+	frames := p.frames
+	var off int64
+	for off < p.size {
+		if err := ctx.Err(); err != nil {
+			return off, err
+		}
+		chunk := buf[:min(int64(len(buf)), p.size-off)]
+		k := max(0, min(int64(len(chunk)), p.fileBytes-off))
+		if k > 0 {
+			if n, err := p.db.ReadAt(chunk[:k], off); err != nil {
+				return off, fmt.Errorf("read %s: %d of %d bytes at %d: %w", p.db.Name(), n, k, off, err)
+			}
+		}
+		clear(chunk[k:])
+		for ; len(frames) > 0 && int64(frames[0].pgno-1)*p.pageSize < off+int64(len(chunk)); frames = frames[1:] {
+			at := int64(frames[0].pgno-1)*p.pageSize - off
+			if err := p.readFrame(frames[0], chunk[at:at+p.pageSize]); err != nil {
+				return off, err
+			}
+		}
+		n, err := w.Write(chunk)
+		off += int64(n)
+		if err != nil {
+			return off, err
+		}
+	}
+	return off, nil
+}
+
+// readFrame reads the page of frame f into page, after checking that the frame is still
+// the one indexWAL checked (its page number and salt): frames of the planned state are not
+// overwritten while the read transaction lasts, so a mismatch means that did not hold.
+func (p *pagePlan) readFrame(f walFrame, page []byte) error {
+	var h [walFrameHeader]byte
+	if _, err := p.wal.ReadAt(h[:], f.off); err != nil {
+		return fmt.Errorf("read %s at %d: %w", p.wal.Name(), f.off, err)
+	}
+	if binary.BigEndian.Uint32(h[0:]) != f.pgno || !bytes.Equal(h[8:16], p.salt[:]) {
+		return fmt.Errorf("%s: the frame at %d changed while the database was read", p.wal.Name(), f.off)
+	}
+	if _, err := p.wal.ReadAt(page, f.off+walFrameHeader); err != nil {
+		return fmt.Errorf("read %s at %d: %w", p.wal.Name(), f.off+walFrameHeader, err)
+	}
+	return nil
 }
 
 // fileFormat returns byte 18 of the database header (1 for rollback journal, 2 for WAL),
@@ -314,35 +416,43 @@ func walChecksum(order binary.ByteOrder, b []byte, sum *[2]uint32) {
 	sum[0], sum[1] = s1, s2
 }
 
-// applyWAL writes frames 1 to hdr.mxFrame of the WAL f into out at their pages' offsets, in
-// order, after checking that each one belongs to the header's WAL (its salt) and that their
-// checksums chain from the WAL header to the checksum the -shm header records.
-func applyWAL(f *os.File, hdr walIndexHeader, out *os.File) error {
+// indexWAL reads frames 1 to hdr.mxFrame of the WAL f and returns where each page's newest
+// frame is, by page number, after checking that each frame belongs to the header's WAL (its
+// salt) and that their checksums chain from the WAL header to the checksum the -shm header
+// records.
+func indexWAL(f *os.File, hdr walIndexHeader) ([]walFrame, error) {
 	path := f.Name()
 	r := bufio.NewReaderSize(io.NewSectionReader(f, walHeaderSize, int64(hdr.mxFrame)*(walFrameHeader+hdr.pageSize)), copyBufferBytes)
 	be, order := binary.BigEndian, hdr.order
 	sum := hdr.walCksum
 	frame := make([]byte, walFrameHeader+hdr.pageSize)
+	newest := make(map[uint32]int64)
 	var last uint32 // the database size the last frame read commits, 0 if not a commit
 	for i := uint32(1); i <= hdr.mxFrame; i++ {
 		if _, err := io.ReadFull(r, frame); err != nil {
-			return fmt.Errorf("%w: %s: frame %d of %d: %v", errUsePager, path, i, hdr.mxFrame, err)
+			return nil, fmt.Errorf("%w: %s: frame %d of %d: %v", errUsePager, path, i, hdr.mxFrame, err)
 		}
 		walChecksum(order, frame[:8], &sum)
 		walChecksum(order, frame[walFrameHeader:], &sum)
 		pgno := be.Uint32(frame[0:])
 		if pgno == 0 || !bytes.Equal(frame[8:16], hdr.salt[:]) ||
 			sum != [2]uint32{be.Uint32(frame[16:]), be.Uint32(frame[20:])} {
-			return fmt.Errorf("%w: %s: frame %d does not belong to the committed state", errUsePager, path, i)
+			return nil, fmt.Errorf("%w: %s: frame %d does not belong to the committed state", errUsePager, path, i)
 		}
 		last = be.Uint32(frame[4:])
-		if _, err := out.WriteAt(frame[walFrameHeader:], int64(pgno-1)*hdr.pageSize); err != nil {
-			return fmt.Errorf("write page %d: %w", pgno, err)
-		}
+		newest[pgno] = walHeaderSize + int64(i-1)*int64(len(frame))
 	}
 	if sum != hdr.frameCksum || last != hdr.nPage {
-		return fmt.Errorf("%w: %s: frames end at checksum %x and size %d, the -shm header says %x and %d",
+		return nil, fmt.Errorf("%w: %s: frames end at checksum %x and size %d, the -shm header says %x and %d",
 			errUsePager, path, sum, last, hdr.frameCksum, hdr.nPage)
 	}
-	return nil
+	frames := make([]walFrame, 0, len(newest))
+	for pgno, off := range newest {
+		// Pages past the committed size (the database shrank since) are cut off.
+		if int64(pgno) <= int64(hdr.nPage) {
+			frames = append(frames, walFrame{pgno, off})
+		}
+	}
+	slices.SortFunc(frames, func(a, b walFrame) int { return cmp.Compare(a.pgno, b.pgno) })
+	return frames, nil
 }

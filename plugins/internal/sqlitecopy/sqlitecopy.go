@@ -432,18 +432,9 @@ const maxProblems = 10
 // writes (a copy). A database with problems returns an error wrapping ErrDamaged, and the
 // result names the first problems.
 func Check(ctx context.Context, path string, level Level) (CheckResult, error) {
-	res := CheckResult{Level: level}
-	var pragma string
-	switch level {
-	case LevelOff:
-		res.Result = "skipped"
-		return res, nil
-	case LevelFull, "":
-		res.Level, pragma = LevelFull, "integrity_check"
-	case LevelQuick:
-		pragma = "quick_check"
-	default:
-		return res, fmt.Errorf("unknown integrity level %q (expected full, quick or off)", level)
+	res, pragma, err := checkPragma(level)
+	if pragma == "" || err != nil {
+		return res, err
 	}
 	ok, err := IsDatabase(path)
 	if err != nil {
@@ -457,8 +448,31 @@ func Check(ctx context.Context, path string, level Level) (CheckResult, error) {
 		return res, fmt.Errorf("check %s: %w", path, err)
 	}
 	defer db.Close()
+	return runCheck(ctx, db, res, pragma, path)
+}
+
+// checkPragma returns the pragma that checks at level, "" (and a skipped result) for
+// LevelOff.
+func checkPragma(level Level) (CheckResult, string, error) {
+	switch level {
+	case LevelOff:
+		return CheckResult{Level: level, Result: "skipped"}, "", nil
+	case LevelFull, "":
+		return CheckResult{Level: LevelFull}, "integrity_check", nil
+	case LevelQuick:
+		return CheckResult{Level: level}, "quick_check", nil
+	}
+	return CheckResult{Level: level}, "", fmt.Errorf("unknown integrity level %q (expected full, quick or off)", level)
+}
+
+type rowsQuerier interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
+// runCheck runs the check pragma on q; path names the database in errors.
+func runCheck(ctx context.Context, q rowsQuerier, res CheckResult, pragma, path string) (CheckResult, error) {
 	start := time.Now()
-	rows, err := db.QueryContext(ctx, fmt.Sprintf("PRAGMA %s(%d)", pragma, maxProblems))
+	rows, err := q.QueryContext(ctx, fmt.Sprintf("PRAGMA %s(%d)", pragma, maxProblems))
 	if err != nil {
 		if isNotDB(err) {
 			return res, fmt.Errorf("check %s: %w: %v", path, ErrDamaged, err)

@@ -190,20 +190,11 @@ func TestCheckFindsDamage(t *testing.T) {
 	dir := t.TempDir()
 	db := filepath.Join(dir, "bank.db")
 	sqlitetest.CreateBank(t, db, "delete", 1)
-	b, err := os.ReadFile(db)
-	if err != nil {
-		t.Fatal(err)
-	}
 	if _, err := sqlitecopy.Check(context.Background(), db, sqlitecopy.LevelFull); err != nil {
 		t.Fatalf("good database: %v", err)
 	}
-	// Overwrite the b-tree pages after the schema with garbage, keeping the header.
-	pageSize := 4096
-	for i := 2 * pageSize; i < 6*pageSize && i < len(b); i++ {
-		b[i] = byte(i * 7)
-	}
 	bad := filepath.Join(dir, "bad.db")
-	os.WriteFile(bad, b, 0o644)
+	sqlitetest.Damaged(t, db, bad)
 	for _, level := range []sqlitecopy.Level{sqlitecopy.LevelFull, sqlitecopy.LevelQuick} {
 		res, err := sqlitecopy.Check(context.Background(), bad, level)
 		if !errors.Is(err, sqlitecopy.ErrDamaged) {

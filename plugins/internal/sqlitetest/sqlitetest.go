@@ -108,6 +108,24 @@ func createBank(path, jm string, padMB int) error {
 	return tx.Commit()
 }
 
+// Damaged writes to dst a copy of the database file src (4 KiB pages) whose b-tree pages
+// after the schema are garbage, and returns the bytes written: its header is intact, and
+// SQLite's quick_check and integrity_check find the damage.
+func Damaged(t testing.TB, src, dst string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 2 * 4096; i < 6*4096 && i < len(b); i++ {
+		b[i] = byte(i * 7)
+	}
+	if err := os.WriteFile(dst, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
 // CheckInvariant fails t when the bank database at path is torn.
 func CheckInvariant(t testing.TB, path string) (transfers int64) {
 	t.Helper()
