@@ -46,13 +46,24 @@ func (s *Source) WithSQLite(mode, scratchDir string) (*Source, error) {
 	return &c, nil
 }
 
+// WithIntegrity sets the check of each database stored with SQLiteSnapshot: LevelOff (the
+// default), LevelQuick or LevelFull.
+func (s *Source) WithIntegrity(level sqlitecopy.Level) *Source {
+	c := *s
+	c.check = level
+	return &c
+}
+
 // sqliteStats records which files were handled as databases, for the manifest.
 type sqliteStats struct {
 	copied, skipped, sidecars, raw []string
 }
 
-func (st *sqliteStats) addMeta(meta map[string]string, mode string) {
+func (st *sqliteStats) addMeta(meta map[string]string, mode string, check sqlitecopy.Level) {
 	meta["sqlite"] = mode
+	if mode == SQLiteSnapshot {
+		meta["sqlite_integrity"] = string(check)
+	}
 	add := func(key string, names []string) {
 		if len(names) == 0 {
 			return
@@ -116,8 +127,20 @@ func (s *Source) sqliteEntry(ctx context.Context, tw *tarWriter, f *os.File, e e
 		s.log.Warn("leaving out a SQLite database (sqlite: skip)", "source", s.name, "path", e.abs)
 		return true, nil
 	}
+	// While a database is read, the read-ahead opens no file (see keptFiles in sqlitecopy).
 	st.dbCopy.Lock()
-	snap, err := sqlitecopy.Take(ctx, e.abs, s.scratch, sqlitecopy.Options{}, sqlitecopy.LevelQuick)
+	db, err := sqlitecopy.OpenStream(ctx, e.abs, 0)
+	if err == nil {
+		err = s.streamDatabase(ctx, tw, db, e, h, st)
+		st.dbCopy.Unlock()
+		return true, err
+	}
+	var snap *sqlitecopy.Snapshot
+	if errors.Is(err, sqlitecopy.ErrNoStream) {
+		// Not a WAL database, or one the page copy cannot vouch for: a copy in scratch.
+		s.log.Debug("copying a SQLite database to scratch", "source", s.name, "path", e.abs, "why", err)
+		snap, err = sqlitecopy.Take(ctx, e.abs, s.scratch, sqlitecopy.Options{}, s.check)
+	}
 	st.dbCopy.Unlock()
 	if errors.Is(err, sqlitecopy.ErrDamaged) || errors.Is(err, sqlitecopy.ErrNotDatabase) {
 		// Not a usable database (damaged, or only its header looks right): it is stored
@@ -159,6 +182,52 @@ func (s *Source) sqliteEntry(ctx context.Context, tw *tarWriter, f *os.File, e e
 	s.log.Debug("stored a consistent copy of a SQLite database", "source", s.name, "path", e.abs,
 		"bytes", h.Size, "copy", snap.Duration)
 	return true, nil
+}
+
+// streamDatabase stores the committed state db's read transaction holds, read straight from
+// the database file and its WAL into the archive, while SQLite's quick_check runs on the
+// same state beside it. A database that fails the check has been stored already, page for
+// page as its committed state is (what a copy would have stored as it is); it is named in
+// the meta and the log, as a damaged copy is.
+func (s *Source) streamDatabase(ctx context.Context, tw *tarWriter, db *sqlitecopy.Stream, e entry, h *tar.Header, st *stats) error {
+	checkCtx, cancel := context.WithCancel(ctx)
+	var checkErr error
+	checked := make(chan struct{})
+	go func() {
+		defer close(checked)
+		_, checkErr = db.Check(checkCtx, s.check)
+	}()
+	defer func() {
+		cancel()
+		<-checked
+		if err := db.Close(); err != nil {
+			s.log.Warn("could not close a SQLite database", "source", s.name, "path", e.abs, "err", err)
+		}
+	}()
+	// The header keeps the database file's own mode, owner and mtime; only the size is the
+	// committed state's. An unchanged database gives the same bytes, so the tar stays identical.
+	h.Size = db.Size
+	if err := s.writeHeader(tw, h, e.rel); err != nil {
+		return err
+	}
+	if _, err := db.CopyTo(ctx, tw); err != nil {
+		return fmt.Errorf("write %s: %w", e.rel, err)
+	}
+	<-checked
+	switch {
+	case errors.Is(checkErr, sqlitecopy.ErrDamaged):
+		st.sqlite.raw = append(st.sqlite.raw, e.rel)
+		s.log.Warn("a SQLite database failed its quick_check; its pages are stored as they are",
+			"source", s.name, "path", e.abs, "err", checkErr)
+	case checkErr != nil:
+		return fmt.Errorf("SQLite database %s: %w", e.abs, checkErr)
+	default:
+		st.sqlite.copied = append(st.sqlite.copied, e.rel)
+	}
+	st.files++
+	st.bytes += h.Size
+	s.log.Debug("stored a consistent copy of a SQLite database", "source", s.name, "path", e.abs, "bytes", h.Size)
+	return nil
 }
 
 // removeStaleSidecars removes the -wal, -shm and -journal files of a database just written

@@ -13,6 +13,7 @@ import (
 
 	"github.com/nightjar-backup/nightjar/core"
 	"github.com/nightjar-backup/nightjar/core/testenv"
+	"github.com/nightjar-backup/nightjar/plugins/internal/sqlitecopy"
 	"github.com/nightjar-backup/nightjar/plugins/internal/sqlitetest"
 	"github.com/nightjar-backup/nightjar/plugins/source/tree"
 )
@@ -66,7 +67,8 @@ func snapshot(t *testing.T, s *tree.Source) ([]byte, map[string]string) {
 }
 
 // TestTreeStoresLiveDatabaseConsistently: a database inside the tree, written by another
-// process during the snapshot, is stored as a consistent copy without its sidecar files.
+// process during the snapshot, is stored as a consistent copy without its sidecar files:
+// streamed in WAL mode, copied in scratch first in rollback-journal mode.
 func TestTreeStoresLiveDatabaseConsistently(t *testing.T) {
 	if testing.Short() {
 		t.Skip("integration test: real writer process")
@@ -80,7 +82,15 @@ func TestTreeStoresLiveDatabaseConsistently(t *testing.T) {
 			os.WriteFile(filepath.Join(root, "notes.txt"), []byte("hello\n"), 0o644)
 			w := sqlitetest.StartWriter(t, db)
 			time.Sleep(200 * time.Millisecond)
-			b, meta := snapshot(t, newTree(t, root, tree.SQLiteSnapshot))
+			src := newTree(t, root, tree.SQLiteSnapshot)
+			if jm == "wal" {
+				// Streamed into the archive: no copy in scratch, which cannot be made here.
+				var err error
+				if src, err = src.WithSQLite(tree.SQLiteSnapshot, filepath.Join(root, "notes.txt", "scratch")); err != nil {
+					t.Fatal(err)
+				}
+			}
+			b, meta := snapshot(t, src)
 			commits, err := w.Stop()
 			if err != nil {
 				t.Fatal(err)
@@ -174,6 +184,36 @@ func TestTreeSQLiteModes(t *testing.T) {
 
 	if _, err := newTree(t, root, "").WithSQLite("sometimes", ""); err == nil {
 		t.Error("an unknown sqlite mode was accepted")
+	}
+}
+
+// TestTreeSQLiteIntegrity: with sqlite_integrity set, a database that fails the check is
+// still stored, page for page, and named in the meta; with it off (the default) it is not
+// checked.
+func TestTreeSQLiteIntegrity(t *testing.T) {
+	root := t.TempDir()
+	good := filepath.Join(root, "good.db")
+	sqlitetest.CreateBank(t, good, "wal", 1)
+	b := sqlitetest.Damaged(t, good, filepath.Join(root, "bad.db"))
+	for _, tc := range []struct {
+		level     sqlitecopy.Level
+		copied    string
+		raw       string
+		integrity string
+	}{
+		{sqlitecopy.LevelOff, "bad.db\ngood.db", "", "off"},
+		{sqlitecopy.LevelQuick, "good.db", "bad.db", "quick"},
+		{sqlitecopy.LevelFull, "good.db", "bad.db", "full"},
+	} {
+		t.Run(string(tc.level), func(t *testing.T) {
+			tb, meta := snapshot(t, newTree(t, root, tree.SQLiteSnapshot).WithIntegrity(tc.level))
+			if meta["sqlite_snapshot_files"] != tc.copied || meta["sqlite_stored_raw"] != tc.raw || meta["sqlite_integrity"] != tc.integrity {
+				t.Errorf("meta %v", meta)
+			}
+			if !bytes.Equal(readTar(t, tb)["bad.db"], b) {
+				t.Error("the damaged database is not stored as it is")
+			}
+		})
 	}
 }
 
