@@ -16,6 +16,8 @@ for s in bench/[0-9]*.sh; do
     BENCH_SHAPE=small BENCH_SIZE_MB=120 bash "$s" 2>&1 | tee -a bench/out/report.md
     echo "== $s, BENCH_SHAPE=onefile" | tee -a bench/out/report.md # one file, like a database
     BENCH_SHAPE=onefile bash "$s" 2>&1 | tee -a bench/out/report.md
+    echo "== $s, BENCH_SHAPE=sqlite" | tee -a bench/out/report.md # a live database and small files
+    BENCH_SHAPE=sqlite bash "$s" 2>&1 | tee -a bench/out/report.md
   fi
 done
 echo "report: bench/out/report.md"
