@@ -15,9 +15,14 @@ import (
 
 // SQLite modes: what the tree source does with live SQLite databases it finds (by header).
 const (
-	// SQLiteSnapshot stores a consistent online-backup copy of each database and leaves its
-	// -wal, -shm and -journal files out. The default.
+	// SQLiteSnapshot stores one committed state of each database and leaves its -wal, -shm
+	// and -journal files out: a WAL database is read straight into the archive under a read
+	// transaction, any other copied in scratch first. The default.
 	SQLiteSnapshot = "snapshot"
+	// SQLiteCopy is SQLiteSnapshot with every database copied in scratch first, so its read
+	// transaction lasts for the local copy alone rather than for as long as the pipeline
+	// takes to store the database (a WAL cannot be checkpointed past it meanwhile).
+	SQLiteCopy = "copy"
 	// SQLiteRaw stores database files as they are read, like any file; a database written
 	// during the run may be stored torn.
 	SQLiteRaw = "raw"
@@ -28,15 +33,15 @@ const (
 // sidecarSuffixes are the files SQLite keeps beside a database.
 var sidecarSuffixes = []string{"-wal", "-shm", "-journal"}
 
-// WithSQLite sets how databases inside the tree are stored (SQLiteSnapshot, SQLiteRaw or
-// SQLiteSkip) and the scratch folder for the copies.
+// WithSQLite sets how databases inside the tree are stored (SQLiteSnapshot, SQLiteCopy,
+// SQLiteRaw or SQLiteSkip) and the scratch folder for the copies.
 func (s *Source) WithSQLite(mode, scratchDir string) (*Source, error) {
 	switch mode {
-	case SQLiteSnapshot, SQLiteRaw, SQLiteSkip:
+	case SQLiteSnapshot, SQLiteCopy, SQLiteRaw, SQLiteSkip:
 	case "":
 		mode = SQLiteSnapshot
 	default:
-		return nil, fmt.Errorf("sqlite: expected snapshot, raw or skip, got %q", mode)
+		return nil, fmt.Errorf("sqlite: expected snapshot, copy, raw or skip, got %q", mode)
 	}
 	if scratchDir == "" {
 		scratchDir = os.TempDir()
@@ -46,7 +51,7 @@ func (s *Source) WithSQLite(mode, scratchDir string) (*Source, error) {
 	return &c, nil
 }
 
-// WithIntegrity sets the check of each database stored with SQLiteSnapshot: LevelOff (the
+// WithIntegrity sets the check of each database stored with SQLiteSnapshot or SQLiteCopy: LevelOff (the
 // default), LevelQuick or LevelFull.
 func (s *Source) WithIntegrity(level sqlitecopy.Level) *Source {
 	c := *s
@@ -61,7 +66,7 @@ type sqliteStats struct {
 
 func (st *sqliteStats) addMeta(meta map[string]string, mode string, check sqlitecopy.Level) {
 	meta["sqlite"] = mode
-	if mode == SQLiteSnapshot {
+	if mode == SQLiteSnapshot || mode == SQLiteCopy {
 		meta["sqlite_integrity"] = string(check)
 	}
 	add := func(key string, names []string) {
@@ -129,15 +134,18 @@ func (s *Source) sqliteEntry(ctx context.Context, tw *tarWriter, f *os.File, e e
 	}
 	// While a database is read, the read-ahead opens no file (see keptFiles in sqlitecopy).
 	st.dbCopy.Lock()
-	db, err := sqlitecopy.OpenStream(ctx, e.abs, 0)
-	if err == nil {
-		err = s.streamDatabase(ctx, tw, db, e, h, st)
-		st.dbCopy.Unlock()
-		return true, err
+	err = fmt.Errorf("%w: sqlite: %s", sqlitecopy.ErrNoStream, s.sqlite)
+	if s.sqlite == SQLiteSnapshot {
+		var db *sqlitecopy.Stream
+		if db, err = sqlitecopy.OpenStream(ctx, e.abs, 0); err == nil {
+			err = s.streamDatabase(ctx, tw, db, e, h, st)
+			st.dbCopy.Unlock()
+			return true, err
+		}
 	}
 	var snap *sqlitecopy.Snapshot
 	if errors.Is(err, sqlitecopy.ErrNoStream) {
-		// Not a WAL database, or one the page copy cannot vouch for: a copy in scratch.
+		// sqlite: copy, not a WAL database, or one the page copy cannot vouch for.
 		s.log.Debug("copying a SQLite database to scratch", "source", s.name, "path", e.abs, "why", err)
 		snap, err = sqlitecopy.Take(ctx, e.abs, s.scratch, sqlitecopy.Options{}, s.check)
 	}

@@ -123,7 +123,7 @@ func TestTreeStoresLiveDatabaseConsistently(t *testing.T) {
 	}
 }
 
-// TestTreeSQLiteModes checks raw and skip, and that an unchanged tree with a database gives
+// TestTreeSQLiteModes checks copy, raw and skip, and that an unchanged tree with a database gives
 // identical tar streams.
 func TestTreeSQLiteModes(t *testing.T) {
 	root := t.TempDir()
@@ -142,6 +142,16 @@ func TestTreeSQLiteModes(t *testing.T) {
 	b2, meta := snapshot(t, newTree(t, root, tree.SQLiteSnapshot))
 	if !bytes.Equal(b1, b2) {
 		t.Error("two snapshots of an unchanged tree with a database differ")
+	}
+	// copy: the same bytes, by way of a copy in scratch, which must then be usable.
+	if bc, meta := snapshot(t, newTree(t, root, tree.SQLiteCopy)); !bytes.Equal(bc, b2) || meta["sqlite"] != "copy" {
+		t.Errorf("sqlite: copy stored other bytes than snapshot (meta %v)", meta)
+	}
+	noScratch := filepath.Join(root, "fake.db", "scratch")
+	if c, err := newTree(t, root, "").WithSQLite(tree.SQLiteCopy, noScratch); err != nil {
+		t.Fatal(err)
+	} else if _, err := c.Snapshot(context.Background(), io.Discard); err == nil || !strings.Contains(err.Error(), "scratch folder") {
+		t.Errorf("sqlite: copy without a usable scratch folder: %v, want an error naming it", err)
 	}
 	files := readTar(t, b2)
 	if _, ok := files["app.db-wal"]; ok {
