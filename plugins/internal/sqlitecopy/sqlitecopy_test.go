@@ -186,10 +186,12 @@ func TestLockedDatabase(t *testing.T) {
 	}
 }
 
+// TestCheckFindsDamage: the check of a copy, and the check of a stream's state (through
+// SQLite, beside the stream), find damage.
 func TestCheckFindsDamage(t *testing.T) {
 	dir := t.TempDir()
 	db := filepath.Join(dir, "bank.db")
-	sqlitetest.CreateBank(t, db, "delete", 1)
+	sqlitetest.CreateBank(t, db, "wal", 1)
 	if _, err := sqlitecopy.Check(context.Background(), db, sqlitecopy.LevelFull); err != nil {
 		t.Fatalf("good database: %v", err)
 	}
@@ -200,6 +202,12 @@ func TestCheckFindsDamage(t *testing.T) {
 		if !errors.Is(err, sqlitecopy.ErrDamaged) {
 			t.Errorf("%s check of a damaged file: %v (result %q), want ErrDamaged", level, err, res.Result)
 		}
+		if _, err := streamTo(t, bad, filepath.Join(dir, "out.db"), level); !errors.Is(err, sqlitecopy.ErrDamaged) {
+			t.Errorf("%s check of a damaged database's stream: %v, want ErrDamaged", level, err)
+		}
+	}
+	if _, err := streamTo(t, bad, filepath.Join(dir, "out.db"), sqlitecopy.LevelOff); err != nil {
+		t.Errorf("a damaged database's stream with the check off: %v", err)
 	}
 	trunc := filepath.Join(dir, "trunc.db")
 	os.WriteFile(trunc, bytes.Repeat([]byte("x"), 100), 0o644)
@@ -421,7 +429,8 @@ func TestPageCopyFallsBack(t *testing.T) {
 	}
 }
 
-// TestPageCopyUnderLoad takes many page copies while writer processes commit. In WAL mode
+// TestPageCopyUnderLoad takes many page copies, and in WAL mode as many streams, while
+// writer processes commit. In WAL mode
 // two writers also checkpoint: SQLite's automatic checkpoints copy WAL frames into the
 // database file while it is being read. In rollback-journal mode one writer waits for the
 // copy's shared lock (two starve the reader for a minute). Every copy must be one committed
@@ -434,7 +443,7 @@ func TestPageCopyUnderLoad(t *testing.T) {
 		journal string
 		copies  int
 		writers int
-	}{{"wal", 25, 2}, {"delete", 10, 1}} {
+	}{{"wal", 40, 2}, {"delete", 10, 1}} {
 		journal := tc.journal
 		t.Run(journal, func(t *testing.T) {
 			dir := t.TempDir()
@@ -446,24 +455,32 @@ func TestPageCopyUnderLoad(t *testing.T) {
 			}
 			scratch := filepath.Join(dir, "scratch")
 			var last int64 = -1
+			streamed := filepath.Join(dir, "streamed.db")
 			for i := 0; i < tc.copies; i++ {
 				time.Sleep(time.Duration(i%5) * 20 * time.Millisecond)
-				s, err := sqlitecopy.Take(context.Background(), path, scratch, sqlitecopy.Options{BusyTimeout: 30 * time.Second}, sqlitecopy.LevelQuick)
-				if err != nil {
-					t.Fatalf("copy %d: %v", i, err)
+				// In WAL mode every other copy is a stream (OpenStream), written to a file.
+				got, mode, remove := streamed, sqlitecopy.CopyPages, func() error { return os.Remove(streamed) }
+				if journal != "wal" || i%2 == 0 {
+					s, err := sqlitecopy.Take(context.Background(), path, scratch, sqlitecopy.Options{BusyTimeout: 30 * time.Second}, sqlitecopy.LevelQuick)
+					if err != nil {
+						t.Fatalf("copy %d: %v", i, err)
+					}
+					got, mode, remove = s.Path, s.Info.CopyMode, s.Remove
+				} else if _, err := streamTo(t, path, streamed, sqlitecopy.LevelQuick); err != nil {
+					t.Fatalf("stream %d: %v", i, err)
 				}
-				n, err := sqlitetest.Invariant(s.Path)
+				n, err := sqlitetest.Invariant(got)
 				if err != nil {
-					t.Fatalf("copy %d (%s): %v", i, s.Info.CopyMode, err)
+					t.Fatalf("copy %d (%s): %v", i, mode, err)
 				}
 				if n < last {
 					t.Errorf("copy %d has %d transfers, the one before had %d", i, n, last)
 				}
-				if s.Info.CopyMode != sqlitecopy.CopyPages {
-					t.Errorf("copy %d made by %q", i, s.Info.CopyMode)
+				if mode != sqlitecopy.CopyPages {
+					t.Errorf("copy %d made by %q", i, mode)
 				}
 				last = n
-				s.Remove()
+				remove()
 			}
 			for i, w := range ws {
 				commits, err := w.Stop()

@@ -106,45 +106,6 @@ func TestStreamOfWAL(t *testing.T) {
 	}
 }
 
-// TestStreamUnderLoad streams a WAL database many times while two writer processes commit
-// and checkpoint, so pages of the file change while it is read. Every stream must be one
-// committed state, never older than the one before.
-func TestStreamUnderLoad(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test: real writer processes")
-	}
-	dir := t.TempDir()
-	path := filepath.Join(dir, "bank.db")
-	sqlitetest.CreateBank(t, path, "wal", 4)
-	ws := []*sqlitetest.Writer{sqlitetest.StartWriter(t, path), sqlitetest.StartWriter(t, path)}
-	var last int64 = -1
-	for i := range 25 {
-		time.Sleep(time.Duration(i%5) * 20 * time.Millisecond)
-		out := filepath.Join(dir, "streamed.db")
-		os.Remove(out)
-		if _, err := streamTo(t, path, out, sqlitecopy.LevelQuick); err != nil {
-			t.Fatalf("stream %d: %v", i, err)
-		}
-		n, err := sqlitetest.Invariant(out)
-		if err != nil {
-			t.Fatalf("stream %d: %v", i, err)
-		}
-		if n < last {
-			t.Errorf("stream %d has %d transfers, the one before had %d", i, n, last)
-		}
-		last = n
-	}
-	for i, w := range ws {
-		commits, err := w.Stop()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if commits == 0 || last == 0 {
-			t.Fatalf("writer %d committed %d, last stream saw %d: not under load", i, commits, last)
-		}
-	}
-}
-
 // TestStreamRefuses: a rollback-journal database is not streamed (its shared lock would hold
 // writers off while the stream is read) and a file that only has the header is no database.
 func TestStreamRefuses(t *testing.T) {
@@ -158,23 +119,5 @@ func TestStreamRefuses(t *testing.T) {
 	os.WriteFile(fake, append([]byte(sqlitecopy.Header), bytes.Repeat([]byte{0xee}, 4000)...), 0o644)
 	if _, err := sqlitecopy.OpenStream(context.Background(), fake, time.Second); !errors.Is(err, sqlitecopy.ErrNotDatabase) {
 		t.Errorf("a header over garbage: %v, want ErrNotDatabase", err)
-	}
-}
-
-// TestStreamCheckFindsDamage: the check runs on the stream's state, through SQLite, and
-// finds damage in the source.
-func TestStreamCheckFindsDamage(t *testing.T) {
-	dir := t.TempDir()
-	path := filepath.Join(dir, "bank.db")
-	sqlitetest.CreateBank(t, path, "wal", 1)
-	bad := filepath.Join(dir, "bad.db")
-	sqlitetest.Damaged(t, path, bad)
-	for _, level := range []sqlitecopy.Level{sqlitecopy.LevelFull, sqlitecopy.LevelQuick} {
-		if _, err := streamTo(t, bad, filepath.Join(dir, "out.db"), level); !errors.Is(err, sqlitecopy.ErrDamaged) {
-			t.Errorf("%s check of a damaged database: %v, want ErrDamaged", level, err)
-		}
-	}
-	if _, err := streamTo(t, bad, filepath.Join(dir, "out.db"), sqlitecopy.LevelOff); err != nil {
-		t.Errorf("with the check off: %v", err)
 	}
 }
