@@ -51,8 +51,8 @@ func (s *Source) WithSQLite(mode, scratchDir string) (*Source, error) {
 	return &c, nil
 }
 
-// WithIntegrity sets the check of each database stored with SQLiteSnapshot or SQLiteCopy: LevelOff (the
-// default), LevelQuick or LevelFull.
+// WithIntegrity sets the check of each database stored with SQLiteSnapshot or SQLiteCopy:
+// LevelOff (the default), LevelQuick or LevelFull.
 func (s *Source) WithIntegrity(level sqlitecopy.Level) *Source {
 	c := *s
 	c.check = level
@@ -193,10 +193,10 @@ func (s *Source) sqliteEntry(ctx context.Context, tw *tarWriter, f *os.File, e e
 }
 
 // streamDatabase stores the committed state db's read transaction holds, read straight from
-// the database file and its WAL into the archive, while SQLite's quick_check runs on the
-// same state beside it. A database that fails the check has been stored already, page for
-// page as its committed state is (what a copy would have stored as it is); it is named in
-// the meta and the log, as a damaged copy is.
+// the database file and its WAL into the archive, while SQLite checks the same state beside
+// it (sqlite_integrity; with it off the check returns at once). A database that fails the
+// check has been stored already, page for page as its committed state is (what a copy
+// would have stored as it is); it is named in the meta and the log, as a damaged copy is.
 func (s *Source) streamDatabase(ctx context.Context, tw *tarWriter, db *sqlitecopy.Stream, e entry, h *tar.Header, st *stats) error {
 	checkCtx, cancel := context.WithCancel(ctx)
 	var checkErr error
