@@ -57,7 +57,7 @@ generate() {
   elif [ "$shape" = onefile ]; then
     json_mb=$(((size_mb + 1) / 2)) rand_mb=$((size_mb / 2)) small_mb=0
   elif [ "$shape" = sqlite ]; then # the JSON lines only feed the small files' text half
-    json_mb=$(((small_mb + 1) / 2)) rand_mb=0
+    json_mb=$(((small_mb + 1) / 2)) rand_mb=0 text=$data.tmp/json/events-*.jsonl
   fi
   rm -rf "$data.tmp" && mkdir -p "$data.tmp/json" "$data.tmp/random" "$data.tmp/small"
   # Compressible: JSON log lines (zstd -3 gets about 4-6x), in 64 MiB files.
