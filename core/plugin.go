@@ -48,7 +48,9 @@ type Checker interface {
 
 // Transform encodes a stored artifact (compression, encryption).
 type Transform interface {
-	// Encode returns a writer that encodes into w. Close flushes and never closes w.
+	// Encode returns a writer that encodes into w. Close flushes and never closes w; the
+	// engine calls it after a failed run too, and after it returns nothing more is written
+	// to w (an encoder may write from its own goroutines until then).
 	Encode(w io.Writer) (io.WriteCloser, error)
 	// Decode returns a reader of the decoded bytes of r.
 	Decode(r io.Reader) (io.ReadCloser, error)

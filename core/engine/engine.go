@@ -336,9 +336,11 @@ func runArtifact(ctx context.Context, p *Pipeline, id core.SnapshotID, src core.
 			err = fmt.Errorf("source %q: %w", spec.Name, err)
 		}
 	}
-	// Close encoders outermost first: each Close flushes into the next.
-	for i := len(encoders) - 1; i >= 0 && err == nil; i-- {
-		if cerr := encoders[i].Close(); cerr != nil {
+	// Close encoders outermost first: each Close flushes into the next. After a failure
+	// too: an encoder may write into the next on its own goroutines until its Close
+	// returns (zstd's parallel frames do), and the fanout below is about to be closed.
+	for i := len(encoders) - 1; i >= 0; i-- {
+		if cerr := encoders[i].Close(); cerr != nil && err == nil {
 			err = fmt.Errorf("source %q: flush transforms: %w", spec.Name, cerr)
 		}
 	}

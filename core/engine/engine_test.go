@@ -343,6 +343,53 @@ func TestSourceErrorCommitsNowhere(t *testing.T) {
 	}
 }
 
+// laterTransform writes what it is given from its own goroutine, some time after Write
+// returned, as zstd's parallel frames do; only its Close waits for those writes.
+type laterTransform struct {
+	xorTransform
+	closed *atomic.Bool
+}
+
+type laterWriter struct {
+	ch     chan []byte
+	done   chan struct{}
+	closed *atomic.Bool
+}
+
+func (t laterTransform) Encode(w io.Writer) (io.WriteCloser, error) {
+	l := &laterWriter{ch: make(chan []byte, 16), done: make(chan struct{}), closed: t.closed}
+	go func() {
+		defer close(l.done)
+		for b := range l.ch {
+			time.Sleep(time.Millisecond)
+			w.Write(b)
+		}
+	}()
+	return l, nil
+}
+
+func (l *laterWriter) Write(p []byte) (int, error) { l.ch <- bytes.Clone(p); return len(p), nil }
+func (l *laterWriter) Close() error                { close(l.ch); <-l.done; l.closed.Store(true); return nil }
+
+// A source that fails while an encoder still has writes in flight: the encoder is closed
+// (its writes end) before the sinks' streams are, and nothing is committed. Before, a late
+// write of zstd's could panic on a closed channel.
+func TestSourceErrorWithWritesInFlight(t *testing.T) {
+	a := newMemSink()
+	p := pipeline([]core.Source{&genSource{name: "broken", size: 8 << 20, failAfter: 1 << 20}}, a)
+	var closed atomic.Bool
+	p.Transforms = []core.Transform{laterTransform{closed: &closed}}
+	if _, err := Run(context.Background(), p); err == nil || !strings.Contains(err.Error(), "disk on fire") {
+		t.Fatalf("want the source's error, got %v", err)
+	}
+	if !closed.Load() {
+		t.Error("the run returned without closing its encoder, which may still be writing")
+	}
+	if len(a.manifests) != 0 || len(a.objects) != 0 {
+		t.Fatalf("the failed run left %d manifests, %d objects", len(a.manifests), len(a.objects))
+	}
+}
+
 func TestCancelledRunCommitsNowhere(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	a := newMemSink()
