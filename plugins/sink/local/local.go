@@ -14,6 +14,7 @@ import (
 
 	"github.com/nightjar-backup/nightjar/core"
 	"github.com/nightjar-backup/nightjar/core/snapstore"
+	"github.com/nightjar-backup/nightjar/plugins/internal/ctxio"
 	"github.com/nightjar-backup/nightjar/sdk/blob"
 )
 
@@ -82,7 +83,7 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader) (n int64, err 
 			os.Remove(f.Name())
 		}
 	}()
-	n, err = blob.CopyToFile(f, ctxReader{ctx, r})
+	n, err = blob.CopyToFile(f, ctxio.Reader(ctx, r))
 	if err != nil {
 		return n, fmt.Errorf("put %s: %w", key, err)
 	}
@@ -111,19 +112,6 @@ func syncDir(dir string) error {
 		return fmt.Errorf("fsync %s: %w", dir, err)
 	}
 	return nil
-}
-
-// ctxReader stops a copy when ctx is done.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
 }
 
 // Get opens key at offset.

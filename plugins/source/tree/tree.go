@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/nightjar-backup/nightjar/core"
+	"github.com/nightjar-backup/nightjar/plugins/internal/ctxio"
 	"github.com/nightjar-backup/nightjar/plugins/internal/sqlitecopy"
 )
 
@@ -458,7 +459,7 @@ func (s *Source) writeEntry(ctx context.Context, tw *tarWriter, e entry, pf *pre
 	if err := s.writeHeader(tw, h, e.rel); err != nil {
 		return err
 	}
-	n, err := io.CopyBuffer(tw, io.LimitReader(ctxReader{ctx, f}, h.Size), buf)
+	n, err := io.CopyBuffer(tw, io.LimitReader(ctxio.Reader(ctx, f), h.Size), buf)
 	if err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -514,20 +515,6 @@ func (s *Source) fileDone(st *stats, e entry, h *tar.Header, changed bool) {
 	}
 	st.files++
 	st.bytes += h.Size
-}
-
-// ctxReader stops reading a file when the run is cancelled, so an interrupt does not wait
-// for a large file to be read to its end.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
 }
 
 func zeroFill(w io.Writer, n int64, buf []byte) error {
