@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 
 	"github.com/nightjar-backup/nightjar/core/ops"
+	"github.com/nightjar-backup/nightjar/core/testenv"
 )
 
 func decodeReport(t *testing.T, stdout string) runReport {
@@ -316,5 +317,47 @@ func TestRunRetentionFailurePingsFail(t *testing.T) {
 	want := []string{"POST /ping/" + checkUUID + "/start", "POST /ping/" + checkUUID + "/fail"}
 	if got := ps.got(); strings.Join(got, "|") != strings.Join(want, "|") {
 		t.Fatalf("pings %q, want %q", got, want)
+	}
+}
+
+// A database whose copy fails its integrity check fails the run, though its check now runs
+// while the copy is already on its way to the sinks: nothing is committed, and the error
+// names the database.
+func TestRunDamagedDatabaseCommitsNowhere(t *testing.T) {
+	f := newOpsFixture(t)
+	db := filepath.Join(f.dir, "josh.db")
+	mk := testenv.Command(t, "sqlite3", db, "CREATE TABLE t(x); WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL "+
+		"SELECT i+1 FROM c WHERE i < 20000) INSERT INTO t SELECT randomblob(200) FROM c;")
+	if out, err := mk.CombinedOutput(); err != nil {
+		t.Fatalf("sqlite3: %v\n%s", err, out)
+	}
+	b, err := os.ReadFile(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 2 * 4096; i < 6*4096; i++ { // b-tree pages after the schema; the header stays
+		b[i] = byte(i * 7)
+	}
+	if err := os.WriteFile(db, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := "version: 1\npipeline: testpipe\nstate_dir: " + f.state + "\nsources:\n" +
+		"  - {name: data, type: tree, path: " + f.data + "}\n  - {name: josh, type: sqlite, path: " + db + "}\n" +
+		"transforms:\n  - {type: zstd, level: 3}\nsinks:\n" + f.localSink("a")
+	if err := os.WriteFile(f.config, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, _, stderr := runCLI(t, "run", "-c", f.config)
+	if code != exitFailed || !strings.Contains(stderr, db) || !strings.Contains(stderr, "integrity check failed") {
+		t.Fatalf("exit %d, want %d with an error naming %s and its failed check:\n%s", code, exitFailed, db, stderr)
+	}
+	filepath.WalkDir(filepath.Join(f.dir, "a"), func(p string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			t.Errorf("the failed run left %s in the sink", p)
+		}
+		return nil
+	})
+	if code, stdout, _ := runCLI(t, "snapshots", "-c", f.config, "--json"); code != 0 || strings.Contains(stdout, "testpipe") {
+		t.Fatalf("snapshots after a failed run (exit %d): %s", code, stdout)
 	}
 }

@@ -474,6 +474,9 @@ func runCheck(ctx context.Context, q rowsQuerier, res CheckResult, pragma, path 
 	start := time.Now()
 	rows, err := q.QueryContext(ctx, fmt.Sprintf("PRAGMA %s(%d)", pragma, maxProblems))
 	if err != nil {
+		if ctx.Err() != nil {
+			return res, fmt.Errorf("check %s: %w", path, ctx.Err())
+		}
 		if isNotDB(err) {
 			return res, fmt.Errorf("check %s: %w: %v", path, ErrDamaged, err)
 		}
@@ -489,6 +492,9 @@ func runCheck(ctx context.Context, q rowsQuerier, res CheckResult, pragma, path 
 		lines = append(lines, s)
 	}
 	if err := rows.Err(); err != nil {
+		if ctx.Err() != nil { // interrupted, not damaged
+			return res, fmt.Errorf("check %s: %w", path, ctx.Err())
+		}
 		// A damaged file can make the check itself fail (SQLITE_CORRUPT): that is damage.
 		return res, fmt.Errorf("check %s: %w: %v", path, ErrDamaged, err)
 	}

@@ -1,11 +1,12 @@
 // Package sqlite is the SQLite source: a consistent copy of a live database, made in one
 // read transaction (a page copy, the online backup API, or VACUUM INTO) into scratch_dir,
-// integrity-checked, then streamed. The database itself is only read: in WAL mode writers are never blocked, and
-// no checkpoint is forced.
+// and streamed while SQLite checks it. The database itself is only read: in WAL mode
+// writers are never blocked, and no checkpoint is forced.
 package sqlite
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/nightjar-backup/nightjar/core"
+	"github.com/nightjar-backup/nightjar/plugins/internal/ctxio"
 	"github.com/nightjar-backup/nightjar/plugins/internal/sqlitecopy"
 )
 
@@ -22,14 +24,14 @@ func Register(r *core.Registry) {
 	r.AddSource(core.SourcePlugin{
 		Type: "sqlite",
 		Doc: "A consistent copy of a live SQLite database (WAL or rollback journal), made page for page " +
-			"in one read transaction (writers in WAL mode are never blocked), copied into scratch_dir, integrity-checked, " +
-			"then stored as <name>. The database is only read: no checkpoint, no schema change.",
+			"in one read transaction (writers in WAL mode are never blocked), copied into scratch_dir, " +
+			"and stored as <name> while SQLite checks the copy. The database is only read: no checkpoint, no schema change.",
 		Fields: []core.Field{
 			{Name: "path", Kind: core.KindPath, Required: true, Doc: "The database file.", Example: "/data/josh.db"},
 			{Name: "method", Kind: core.KindString, Default: string(sqlitecopy.MethodBackup), Enum: []string{"backup", "vacuum"},
 				Doc: "backup: a page-for-page copy (of the file and the WAL's committed frames, or where that cannot be vouched for, with SQLite's online backup API). vacuum: VACUUM INTO, a rebuilt and defragmented copy (slower, often smaller)."},
 			{Name: "integrity", Kind: core.KindString, Default: string(sqlitecopy.LevelFull), Enum: []string{"full", "quick", "off"},
-				Doc: "Check of the copy before it is stored: full is PRAGMA integrity_check, quick is PRAGMA quick_check. A damaged copy fails the run."},
+				Doc: "Check of the copy, run while it is streamed: full is PRAGMA integrity_check, quick is PRAGMA quick_check. A damaged copy fails the run and commits nothing."},
 			{Name: "busy_timeout", Kind: core.KindDuration, Default: sqlitecopy.DefaultBusyTimeout,
 				Doc: "How long to wait for a lock another process holds (in rollback-journal mode a writer's commit blocks readers) before the run fails.", Example: "2m"},
 		},
@@ -119,11 +121,15 @@ func (s *Source) EstimateSize(ctx context.Context) int64 {
 	return info.Size()
 }
 
-// Snapshot copies the database into scratch, checks the copy, streams it to w and removes
-// it, whether the run succeeds or not.
+// Snapshot copies the database into scratch, streams the copy to w while SQLite checks it,
+// and removes it, whether the run succeeds or not. A copy that fails its check fails the
+// artifact once the check ends (the engine then aborts every sink's Put, so no snapshot
+// names it), as it did when the check ran before the stream: what changes is only that the
+// check (2.8 s for 790 MiB, one core) and the stream's zstd and age no longer wait for
+// each other.
 func (s *Source) Snapshot(ctx context.Context, w io.Writer) (map[string]string, error) {
 	snap, err := sqlitecopy.Take(ctx, s.path, s.opt.ScratchDir,
-		sqlitecopy.Options{Method: s.opt.Method, BusyTimeout: s.opt.BusyTimeout}, s.opt.Integrity)
+		sqlitecopy.Options{Method: s.opt.Method, BusyTimeout: s.opt.BusyTimeout}, sqlitecopy.LevelOff)
 	if err != nil {
 		return nil, err // the engine names the source
 	}
@@ -135,17 +141,41 @@ func (s *Source) Snapshot(ctx context.Context, w io.Writer) (map[string]string, 
 	if why := snap.Info.WhyBackupAPI; why != "" {
 		s.log.Info("copied with SQLite's backup API instead of the page copy", "path", s.path, "reason", why)
 	}
-	s.log.Info("database copied and checked", "path", s.path, "method", s.opt.Method, "copy_mode", snap.Info.CopyMode,
-		"bytes", snap.Info.Size(), "copy", snap.Duration.Round(time.Millisecond),
-		"integrity", snap.Check.Result, "check", snap.Check.Duration.Round(time.Millisecond))
 	f, err := os.Open(snap.Path)
 	if err != nil {
 		return nil, fmt.Errorf("open the copy: %w", err)
 	}
 	defer f.Close()
-	if _, err := io.Copy(w, f); err != nil {
-		return nil, fmt.Errorf("stream the copy: %w", err)
+
+	checkCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type outcome struct {
+		res sqlitecopy.CheckResult
+		err error
 	}
+	checked := make(chan outcome, 1)
+	go func() {
+		res, err := sqlitecopy.Check(checkCtx, snap.Path, s.opt.Integrity)
+		if err != nil {
+			cancel() // damage: stop the stream too
+		}
+		checked <- outcome{res, err}
+	}()
+	_, streamErr := io.Copy(w, ctxio.Reader(checkCtx, f))
+	if streamErr != nil {
+		cancel() // the sinks failed or the run was cancelled: the check is moot
+	}
+	c := <-checked
+	switch {
+	case c.err != nil && (streamErr == nil || errors.Is(c.err, sqlitecopy.ErrDamaged)):
+		return nil, fmt.Errorf("copy of %s: %w", s.path, c.err)
+	case streamErr != nil:
+		return nil, fmt.Errorf("stream the copy: %w", streamErr)
+	}
+	snap.Check = c.res
+	s.log.Info("database copied and checked", "path", s.path, "method", s.opt.Method, "copy_mode", snap.Info.CopyMode,
+		"bytes", snap.Info.Size(), "copy", snap.Duration.Round(time.Millisecond),
+		"integrity", snap.Check.Result, "check", snap.Check.Duration.Round(time.Millisecond))
 	meta := snap.Meta()
 	meta["path"] = s.path
 	meta["method"] = string(s.opt.Method)

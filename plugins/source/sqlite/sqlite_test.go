@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -240,5 +241,59 @@ func TestCheck(t *testing.T) {
 	}
 	if left, _ := os.ReadDir(scratch); len(left) != 0 {
 		t.Errorf("scratch not cleaned: %v", left)
+	}
+}
+
+// failAfter is a sink that fails once it has taken n bytes.
+type failAfter struct{ n int }
+
+var errSinkFull = errors.New("sink full")
+
+func (f *failAfter) Write(p []byte) (int, error) {
+	if len(p) > f.n {
+		return 0, errSinkFull
+	}
+	f.n -= len(p)
+	return len(p), nil
+}
+
+// The check runs beside the stream: a copy that fails it still fails the artifact, at
+// either level, and a sink's failure is reported as the sink's, not as damage.
+func TestSnapshotCheckBesideStream(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.db")
+	sqlitetest.CreateBank(t, good, "delete", 4)
+	bad := filepath.Join(dir, "bad.db")
+	badBytes := sqlitetest.Damaged(t, good, bad)
+	scratch := filepath.Join(dir, "scratch")
+	for _, tc := range []struct {
+		name, db, level string
+		sink            io.Writer
+		want            error // nil: the snapshot succeeds
+	}{
+		{"damaged, full", bad, "full", &bytes.Buffer{}, sqlitecopy.ErrDamaged},
+		{"damaged, quick", bad, "quick", &bytes.Buffer{}, sqlitecopy.ErrDamaged},
+		{"damaged, off", bad, "off", &bytes.Buffer{}, nil},
+		{"sink fails", good, "full", &failAfter{n: 64 << 10}, errSinkFull},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newSource(t, tc.db, scratch, sqlite.Options{Integrity: sqlitecopy.Level(tc.level)})
+			meta, err := s.Snapshot(context.Background(), tc.sink)
+			switch {
+			case tc.want == nil && err != nil:
+				t.Fatal(err)
+			case tc.want == nil:
+				if got := tc.sink.(*bytes.Buffer).Bytes(); !bytes.Equal(got, badBytes) || meta["integrity"] != "skipped" {
+					t.Errorf("stored %d bytes (want the %d of the file), meta %v", len(got), len(badBytes), meta)
+				}
+			case !errors.Is(err, tc.want) || !strings.Contains(err.Error(), tc.db) && tc.want == sqlitecopy.ErrDamaged:
+				t.Fatalf("error %v, want %v naming %s", err, tc.want, tc.db)
+			case tc.want == errSinkFull && errors.Is(err, sqlitecopy.ErrDamaged):
+				t.Fatalf("a sink's failure reported as damage: %v", err)
+			}
+			if left, _ := os.ReadDir(scratch); len(left) != 0 {
+				t.Errorf("scratch not cleaned: %v", left)
+			}
+		})
 	}
 }
