@@ -4,6 +4,8 @@
 # CLI's `.backup` and `VACUUM INTO` on the same quiet generated database, in alternating
 # runs; median seconds and peak RSS. The integrity check of the copy is timed separately
 # (nightjar's PRAGMA integrity_check against sqlite3's).
+# Then the whole sqlite source end to end (nightjar run: copy, check, zstd, age, local)
+# against the stock tools doing the same steps.
 # Then, with a writer committing continuously, once each: nightjar's copy against
 # `sqlite3 .backup`, which restarts on every commit (BENCH_SQLITE_LOAD=0 skips this).
 # BENCH_SQLITE_MB: database size (default 1024). BENCH_RUNS: runs per tool (default 5).
@@ -92,6 +94,46 @@ echo
 echo "peak RSS (KiB, median): nightjar copy $(median "${rss_nj[@]}"), sqlite3 .backup $(median "${rss_stock[@]}")"
 ok=$(awk -v a="$nb" -v b="$sb" 'BEGIN { print (a <= 1.2 * b) ? "met" : "MISSED" }')
 echo "target (nightjar backup copy within 1.2x of sqlite3 .backup): $ok"
+
+# The whole sqlite source, end to end: `nightjar run` (copy, integrity_check, zstd 3, age,
+# local sink) against the same steps by the stock tools: sqlite3 .backup, sqlite3 PRAGMA
+# integrity_check, zstd -3 -T0 | age. A sync before each run, as in bench/10-tree.sh.
+nj=${NIGHTJAR_BIN:-$PWD/bin/nightjar} # NIGHTJAR_BIN: compare another build
+[ -x "$nj" ] || make -s build
+"$nj" keygen -o "$work/key.txt" --recipient-out "$work/recipient.txt" >/dev/null
+recipient=$(cat "$work/recipient.txt")
+cat > "$work/e2e.yaml" <<YAML
+version: 1
+pipeline: bench
+state_dir: $work/state
+sources:
+  - {name: db, type: sqlite, path: $db}
+transforms:
+  - {type: zstd, level: 3}
+  - {type: age, recipients: ["$recipient"]}
+sinks:
+  - {name: local, type: local, path: $work/backups}
+YAML
+declare -a nj_e2e stock_e2e rss_e2e
+nj_run() {
+  rm -rf "$work/backups" "$work/state"; sync
+  set -- $(TMPDIR="$work" timed "$nj" run -q -c "$work/e2e.yaml"); nj_e2e+=("$1"); rss_e2e+=("$2")
+}
+stock_run() {
+  rm -f "$work/copy.db"* "$work/stock.zst.age"; sync
+  set -- $(timed sh -c "sqlite3 '$db' \".backup '$work/copy.db'\" && test \"\$(sqlite3 '$work/copy.db' 'PRAGMA integrity_check')\" = ok && zstd -3 -T0 -q -c '$work/copy.db' | age -r '$recipient' > '$work/stock.zst.age'")
+  stock_e2e+=("$1")
+}
+for i in $(seq 1 "$runs"); do
+  if (( i % 2 )); then stock_run; nj_run; else nj_run; stock_run; fi
+done
+ne=$(median "${nj_e2e[@]}"); se=$(median "${stock_e2e[@]}")
+echo
+echo "End to end, the same database, median of $runs alternating runs (seconds):"
+echo
+echo "| step | nightjar | stock | ratio (nightjar/stock) | nightjar peak RSS (KiB) |"
+echo "|---|---|---|---|---|"
+echo "| sqlite source → zstd 3 → age → local vs \`sqlite3 .backup\`, \`PRAGMA integrity_check\`, \`zstd -3 -T0 \| age\` | $ne | $se | $(ratio "$ne" "$se") | $(median "${rss_e2e[@]}") |"
 
 [ "${BENCH_SQLITE_LOAD:-1}" = 1 ] || exit 0
 # Under load: one sqlite3 process commits small transactions back to back (autocommit).
