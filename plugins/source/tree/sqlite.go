@@ -225,8 +225,8 @@ func (s *Source) streamDatabase(ctx context.Context, tw *tarWriter, db *sqliteco
 	switch {
 	case errors.Is(checkErr, sqlitecopy.ErrDamaged):
 		st.sqlite.raw = append(st.sqlite.raw, e.rel)
-		s.log.Warn("a SQLite database failed its quick_check; its pages are stored as they are",
-			"source", s.name, "path", e.abs, "err", checkErr)
+		s.log.Warn("a SQLite database failed its integrity check; its pages are stored as they are",
+			"source", s.name, "path", e.abs, "sqlite_integrity", s.check, "err", checkErr)
 	case checkErr != nil:
 		return fmt.Errorf("SQLite database %s: %w", e.abs, checkErr)
 	default:
