@@ -11,7 +11,7 @@ import (
 //
 // It asks for transparent huge pages (MADV_HUGEPAGE; a no-op where the kernel has them
 // off): a Go module touches its memory a page at a time as its heap grows. For gfs on
-// 10,000 snapshots (about 10 MiB touched) an evaluation took 41-44 ms instead of 62-66 ms
+// 10,000 snapshots (about 10 MiB touched) an evaluation took 41-45 ms instead of 62-66 ms
 // on the machine of docs/benchmarks.md, and `nightjar policy test gfs` had 8,100-8,400
 // minor faults instead of 9,700-11,000. The memory limit is unchanged: huge pages only
 // back what the mapping already holds.
