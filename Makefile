@@ -27,8 +27,11 @@ proto:
 
 # Every test, integration tests included: they use the real restic, age, zstd, sqlite3 and
 # MinIO installed by `make tools`.
+# The zstd transform's tests run twice: with cgo (zstd's C library, where a C compiler is
+# found) and without (the pure-Go encoder that CGO_ENABLED=0 builds use).
 test: tools build
 	NIGHTJAR_REQUIRE_TOOLS=1 $(GO) test -p 2 -timeout 15m ./...
+	NIGHTJAR_REQUIRE_TOOLS=1 CGO_ENABLED=0 $(GO) test ./plugins/transform/zstd/
 
 # Unit tests only, no external tools needed.
 test-short:
@@ -48,6 +51,7 @@ tools:
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	CGO_ENABLED=0 $(GO) vet ./plugins/transform/zstd/
 
 # Benchmarks against the stock tools on generated data; figures go to docs/benchmarks.md.
 bench: tools build

@@ -1,25 +1,30 @@
 package zstd
 
 import (
+	"fmt"
 	"io"
 	"sync"
-
-	"github.com/klauspost/compress/zstd"
 )
+
+// frameEncoder compresses src into one complete zstd frame, appended to dst[:0] (whose
+// capacity it may reuse). One parallelWriter goroutine uses each.
+type frameEncoder interface {
+	encodeFrame(dst, src []byte) ([]byte, error)
+}
 
 // parallelWriter compresses its input in fixed-size chunks on several goroutines, each
 // chunk one independent zstd frame, and writes the frames in order. A stream of frames is
 // a standard zstd stream (`zstd -d` and every decoder read concatenated frames).
 //
-// Why not the library's stream encoder: it compresses one block at a time (one core), and
-// its job-based WithConcurrentBlocks mode was ~20x slower in our benchmarks (v1.20.3).
+// Why not the pure-Go library's stream encoder: it compresses one block at a time (one
+// core), and its job-based WithConcurrentBlocks mode was ~20x slower in our benchmarks
+// (v1.20.3). The same frames from either encoder keep the two builds alike.
 // Independent frames lose the history across chunk borders; with chunks of twice the
 // window and more the size difference is within a percent of `zstd -3 -T0`.
 //
 // Memory is bounded: at most inflight chunks (input and output) exist at a time.
 type parallelWriter struct {
 	w       io.Writer
-	enc     *zstd.Encoder // shared: EncodeAll may run concurrently
 	chunk   int
 	cur     *frameJob      // the job being filled
 	buf     []byte         // its input so far
@@ -39,28 +44,33 @@ type frameJob struct {
 	done    chan struct{}
 }
 
-// newParallelWriter compresses on workers goroutines with at most inflight chunks (one
+// newParallelWriter compresses on one goroutine per encoder with at most inflight chunks (one
 // filling, the others compressing or being written), allocated once: a fixed free list
 // instead of a sync.Pool, so the garbage collector never sees them churn.
-func newParallelWriter(w io.Writer, enc *zstd.Encoder, workers, chunk, inflight int) *parallelWriter {
-	p := &parallelWriter{w: w, enc: enc, chunk: chunk, work: make(chan *frameJob, inflight),
+func newParallelWriter(w io.Writer, encs []frameEncoder, chunk, inflight int) *parallelWriter {
+	p := &parallelWriter{w: w, chunk: chunk, work: make(chan *frameJob, inflight),
 		ordered: make(chan *frameJob, inflight), free: make(chan *frameJob, inflight), written: make(chan struct{})}
 	for range inflight {
 		// Room for incompressible input: zstd stores such blocks raw, with small headers.
 		p.free <- &frameJob{in: make([]byte, 0, chunk), out: make([]byte, 0, chunk+chunk/64+1024)}
 	}
-	for range workers {
+	for _, enc := range encs {
 		p.wg.Add(1)
-		go p.compress()
+		go p.compress(enc)
 	}
 	go p.writeOut()
 	return p
 }
 
-func (p *parallelWriter) compress() {
+func (p *parallelWriter) compress(enc frameEncoder) {
 	defer p.wg.Done()
 	for j := range p.work {
-		j.out = p.enc.EncodeAll(j.in, j.out[:0])
+		out, err := enc.encodeFrame(j.out, j.in)
+		if err != nil {
+			p.setErr(fmt.Errorf("zstd: compress: %w", err))
+			out = j.out[:0]
+		}
+		j.out = out
 		close(j.done)
 	}
 }

@@ -1,5 +1,7 @@
-// Package zstd is the zstd compression transform (github.com/klauspost/compress/zstd). Its
-// output is a standard zstd frame stream: `zstd -d` reads it.
+// Package zstd is the zstd compression transform. It compresses with zstd's C library
+// when built with cgo (the default where a C compiler is found), else with the pure-Go
+// encoder of github.com/klauspost/compress, and decodes with the latter. Its output is a
+// standard zstd frame stream either way: `zstd -d` reads it.
 package zstd
 
 import (
@@ -21,7 +23,7 @@ func Register(r *core.Registry) {
 	lo, hi := core.Range(1, 19)
 	r.AddTransform(core.TransformPlugin{
 		Type: "zstd",
-		Doc:  "Compresses with zstd. Levels 1-19 map onto the encoder's speed levels (1: fastest, 3: default, 4-8: better, 9+: best).",
+		Doc:  "Compresses with zstd, in parallel frames. Built with cgo (the default where a C compiler is found) it uses zstd's C library and its levels, as `zstd -N`; built without, a pure-Go encoder that maps levels onto four speeds (1-2, 3-5, 6-9, 10-19). `nightjar version` says which. Levels above 9 are much slower and hold more memory (level 19: about 2 MB/s a core and 160 MiB).",
 		Fields: []core.Field{
 			{Name: "level", Kind: core.KindInt, Default: int64(3), Min: lo, Max: hi, Doc: "Compression level, as zstd's -1..-19."},
 			{Name: "concurrency", Kind: core.KindInt, Default: int64(0), Min: core.Ptr(0), Max: core.Ptr(64), Doc: "Encoder goroutines; 0 means one per CPU (at most 8)."},
@@ -58,34 +60,20 @@ func New(level, concurrency int) *Transform {
 const jobMemory = 48 << 20
 
 // Encode returns a compressing writer into w; Close flushes the last frame and leaves w open.
-// With concurrency above 1 the input is compressed in parallel chunks (see parallelWriter),
-// like `zstd -T0`; otherwise by the library's stream encoder.
+// The input is compressed in chunks on concurrency goroutines, each chunk one zstd frame
+// (see parallelWriter), like `zstd -T0`.
 func (t *Transform) Encode(w io.Writer) (io.WriteCloser, error) {
-	window := windowFor(t.level)
-	opts := []zstd.EOption{
-		zstd.WithEncoderLevel(zstd.EncoderLevelFromZstd(t.level)),
-		zstd.WithEncoderConcurrency(t.concurrency),
-		zstd.WithWindowSize(window),
-		zstd.WithEncoderCRC(true),
-	}
-	if t.concurrency <= 1 {
-		enc, err := zstd.NewWriter(w, opts...)
-		if err != nil {
-			return nil, fmt.Errorf("zstd: %w", err)
-		}
-		return enc, nil
-	}
-	enc, err := zstd.NewWriter(nil, opts...)
+	encs, err := newFrameEncoders(t.level, t.concurrency)
 	if err != nil {
-		return nil, fmt.Errorf("zstd: %w", err)
+		return nil, err
 	}
-	chunk := max(4<<20, 2*window)
+	chunk := max(4<<20, 2*windowFor(t.level))
 	// One chunk per compressor plus one filling and one being written. Two per compressor
 	// were no faster (tree backups of 1 GiB, alternating runs) and held 16 MiB more of the
 	// heap, whose soft limit a large folder listing then filled (memlimit.go in
 	// cmd/nightjar). Bounded by jobMemory.
 	inflight := max(2, min(t.concurrency+2, jobMemory/(2*chunk)))
-	return newParallelWriter(w, enc, t.concurrency, chunk, inflight), nil
+	return newParallelWriter(w, encs, chunk, inflight), nil
 }
 
 // windowFor follows the zstd command's windows for large inputs: 2 MiB at levels 1-3

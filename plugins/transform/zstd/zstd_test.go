@@ -3,7 +3,9 @@ package zstd
 import (
 	"bytes"
 	"crypto/rand"
+	"fmt"
 	"io"
+	mrand "math/rand/v2"
 	"os/exec"
 	"testing"
 
@@ -41,7 +43,8 @@ func TestRoundTripAndStockZstd(t *testing.T) {
 		if err != nil || !bytes.Equal(got, data) {
 			t.Fatalf("level %d: round trip differs (%v)", level, err)
 		}
-		// Stock zstd reads it and checks the frame checksum.
+		// Stock zstd reads it (and checks the frames' checksums where the encoder writes them:
+		// the pure-Go one does, the C library's frames carry none).
 		cmd := exec.Command(testenv.Tool(t, "zstd"), "-d", "-c", "-q")
 		cmd.Env = testenv.Env(t)
 		cmd.Stdin = bytes.NewReader(enc.Bytes())
@@ -108,7 +111,7 @@ func TestParallelEdgeCases(t *testing.T) {
 		{"one byte", 1, 4, 1},
 		{"exactly one chunk", 4 << 20, 2, 1 << 20},
 		{"many chunks, odd writes", 17<<20 + 5, 3, 333333},
-		{"stream encoder", 5 << 20, 1, 1 << 20},
+		{"one compressor", 5 << 20, 1, 1 << 20},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			data := testData(tc.size)
@@ -158,5 +161,31 @@ func TestParallelWriteErrorIsReturned(t *testing.T) {
 	}
 	if cerr := w.Close(); cerr != io.ErrClosedPipe || (err != nil && err != io.ErrClosedPipe) {
 		t.Fatalf("write error not reported: write %v, close %v", err, cerr)
+	}
+}
+
+// The level reaches the encoder: on text, level 19 stores less than level 1 (in both
+// builds; the pure-Go one maps them onto its fastest and its best speed).
+func TestLevelsReachTheEncoder(t *testing.T) {
+	rng := mrand.New(mrand.NewPCG(1, 2))
+	var text bytes.Buffer
+	for text.Len() < 2<<20 {
+		fmt.Fprintf(&text, `{"id":%d,"user":"user%04d","msg":"request %x served in %d ms"}`+"\n",
+			text.Len(), rng.IntN(5000), rng.Uint32(), rng.IntN(900))
+	}
+	size := func(level int) int {
+		var enc bytes.Buffer
+		w, err := New(level, 2).Encode(&enc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.Write(text.Bytes())
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		return enc.Len()
+	}
+	if fast, best := size(1), size(19); best >= fast {
+		t.Fatalf("%s: level 19 stored %d bytes, level 1 %d: the level is not used", EncoderName, best, fast)
 	}
 }
