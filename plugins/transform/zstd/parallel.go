@@ -26,17 +26,19 @@ type frameEncoder interface {
 type parallelWriter struct {
 	w       io.Writer
 	chunk   int
+	c       *compressors
 	cur     *frameJob      // the job being filled
 	buf     []byte         // its input so far
 	started bool           // a chunk was dispatched
 	work    chan *frameJob // to the compressing goroutines
 	ordered chan *frameJob // to the writing goroutine, in input order
-	free    chan *frameJob // every job's buffers, allocated once: their number bounds memory
+	free    chan *frameJob // c.free: every job's buffers; their number bounds memory
 	wg      sync.WaitGroup // compressors
 	written chan struct{}  // closed when the writing goroutine has finished
 	mu      sync.Mutex
 	err     error // first write error
 	closed  bool
+	release func(*compressors) // after Close: c is free for another writer (nil: drop it)
 }
 
 type frameJob struct {
@@ -44,17 +46,32 @@ type frameJob struct {
 	done    chan struct{}
 }
 
-// newParallelWriter compresses on one goroutine per encoder with at most inflight chunks (one
-// filling, the others compressing or being written), allocated once: a fixed free list
-// instead of a sync.Pool, so the garbage collector never sees them churn.
-func newParallelWriter(w io.Writer, encs []frameEncoder, chunk, inflight int) *parallelWriter {
-	p := &parallelWriter{w: w, chunk: chunk, work: make(chan *frameJob, inflight),
-		ordered: make(chan *frameJob, inflight), free: make(chan *frameJob, inflight), written: make(chan struct{})}
+// compressors is what a writer works with besides its output: one encoder per compressing
+// goroutine, and the chunks' buffers (one filling, the others compressing or being
+// written), allocated once, in a fixed free list instead of a sync.Pool, so the garbage
+// collector never sees them churn. After Close every buffer is back in free, and the
+// whole set can serve the next writer.
+type compressors struct {
+	encs []frameEncoder
+	free chan *frameJob
+}
+
+func newCompressors(encs []frameEncoder, chunk, inflight int) *compressors {
+	c := &compressors{encs: encs, free: make(chan *frameJob, inflight)}
 	for range inflight {
 		// Room for incompressible input: zstd stores such blocks raw, with small headers.
-		p.free <- &frameJob{in: make([]byte, 0, chunk), out: make([]byte, 0, chunk+chunk/64+1024)}
+		c.free <- &frameJob{in: make([]byte, 0, chunk), out: make([]byte, 0, chunk+chunk/64+1024)}
 	}
-	for _, enc := range encs {
+	return c
+}
+
+// newParallelWriter compresses in chunks of chunk bytes (the size c's buffers were made
+// for) on one goroutine per encoder of c.
+func newParallelWriter(w io.Writer, c *compressors, chunk int) *parallelWriter {
+	inflight := cap(c.free)
+	p := &parallelWriter{w: w, chunk: chunk, c: c, work: make(chan *frameJob, inflight),
+		ordered: make(chan *frameJob, inflight), free: c.free, written: make(chan struct{})}
+	for _, enc := range c.encs {
 		p.wg.Add(1)
 		go p.compress(enc)
 	}
@@ -154,5 +171,8 @@ func (p *parallelWriter) Close() error {
 	close(p.ordered)
 	p.wg.Wait()
 	<-p.written
+	if p.release != nil {
+		p.release(p.c)
+	}
 	return p.firstErr()
 }

@@ -189,3 +189,44 @@ func TestLevelsReachTheEncoder(t *testing.T) {
 		t.Fatalf("%s: level 19 stored %d bytes, level 1 %d: the level is not used", EncoderName, best, fast)
 	}
 }
+
+// A closed writer's compressors (encoders and buffers) serve the next Encode: a C context
+// lives outside Go's heap, and a new set per artifact would wait for the collector.
+func TestCompressorsAreReused(t *testing.T) {
+	tr := New(3, 2)
+	var first *compressors
+	for i, size := range []int{1 << 20, 0, 9 << 20, 4 << 20} {
+		var enc bytes.Buffer
+		w, err := tr.Encode(&enc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(tr.idle) != 0 {
+			t.Fatalf("round %d: Encode left %d idle sets", i, len(tr.idle))
+		}
+		data := testData(size)
+		w.Write(data)
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Close(); err != nil { // a second Close gives nothing back twice
+			t.Fatal(err)
+		}
+		if len(tr.idle) != 1 {
+			t.Fatalf("round %d: %d idle sets after Close, want 1", i, len(tr.idle))
+		}
+		c := tr.idle[0]
+		if first == nil {
+			first = c
+		} else if c != first {
+			t.Fatalf("round %d: a new set of compressors, not the first one again", i)
+		}
+		if len(c.free) != cap(c.free) {
+			t.Fatalf("round %d: %d of %d buffers back after Close", i, len(c.free), cap(c.free))
+		}
+		r, _ := tr.Decode(bytes.NewReader(enc.Bytes()))
+		if got, err := io.ReadAll(r); err != nil || !bytes.Equal(got, data) {
+			t.Fatalf("round %d: round trip differs (%v)", i, err)
+		}
+	}
+}
