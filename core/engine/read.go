@@ -100,8 +100,9 @@ func OpenRaw(ctx context.Context, sink core.Sink, m *core.Manifest, a *core.Arti
 
 // OpenRawForRestore is OpenRaw without the check of the stored bytes: the raw size and
 // sha256 checked at EOF already prove every byte, and age authenticates each chunk on the
-// way (zstd checks the frames that carry a checksum), so damage still fails the read. It saves one sha256 pass over
-// the stored bytes on every restore. verify uses OpenRaw, which reports both.
+// way (zstd checks the frames that carry a checksum), so damage still fails the read. It
+// saves one sha256 pass over the stored bytes on every restore. verify uses OpenRaw, which
+// reports both.
 func OpenRawForRestore(ctx context.Context, sink core.Sink, m *core.Manifest, a *core.Artifact, decoders DecoderFunc) (io.ReadCloser, error) {
 	return openRaw(ctx, sink, m, a, decoders, false)
 }

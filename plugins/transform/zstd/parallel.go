@@ -26,13 +26,12 @@ type frameEncoder interface {
 type parallelWriter struct {
 	w       io.Writer
 	chunk   int
-	c       *compressors
+	c       *compressors   // encoders, and in c.free every job's buffers: their number bounds memory
 	cur     *frameJob      // the job being filled
 	buf     []byte         // its input so far
 	started bool           // a chunk was dispatched
 	work    chan *frameJob // to the compressing goroutines
 	ordered chan *frameJob // to the writing goroutine, in input order
-	free    chan *frameJob // c.free: every job's buffers; their number bounds memory
 	wg      sync.WaitGroup // compressors
 	written chan struct{}  // closed when the writing goroutine has finished
 	mu      sync.Mutex
@@ -70,7 +69,7 @@ func newCompressors(encs []frameEncoder, chunk, inflight int) *compressors {
 func newParallelWriter(w io.Writer, c *compressors, chunk int) *parallelWriter {
 	inflight := cap(c.free)
 	p := &parallelWriter{w: w, chunk: chunk, c: c, work: make(chan *frameJob, inflight),
-		ordered: make(chan *frameJob, inflight), free: c.free, written: make(chan struct{})}
+		ordered: make(chan *frameJob, inflight), written: make(chan struct{})}
 	for _, enc := range c.encs {
 		p.wg.Add(1)
 		go p.compress(enc)
@@ -102,7 +101,7 @@ func (p *parallelWriter) writeOut() {
 			}
 		}
 		j.in = j.in[:0]
-		p.free <- j
+		p.c.free <- j
 	}
 }
 
@@ -140,7 +139,7 @@ func (p *parallelWriter) Write(b []byte) (int, error) {
 	n := len(b)
 	for len(b) > 0 {
 		if p.cur == nil {
-			p.cur = <-p.free // waits while every chunk is in flight
+			p.cur = <-p.c.free // waits while every chunk is in flight
 			p.buf = p.cur.in[:0]
 		}
 		k := min(len(b), p.chunk-len(p.buf))
@@ -161,7 +160,7 @@ func (p *parallelWriter) Close() error {
 	}
 	p.closed = true
 	if p.cur == nil && !p.started {
-		p.cur = <-p.free // an empty input still makes one (empty) frame
+		p.cur = <-p.c.free // an empty input still makes one (empty) frame
 		p.buf = p.cur.in[:0]
 	}
 	if p.cur != nil && (len(p.buf) > 0 || !p.started) {
