@@ -51,12 +51,13 @@ type frameJob struct {
 // collector never sees them churn. After Close every buffer is back in free, and the
 // whole set can serve the next writer.
 type compressors struct {
-	encs []frameEncoder
-	free chan *frameJob
+	encs  []frameEncoder
+	chunk int // the input of one frame
+	free  chan *frameJob
 }
 
 func newCompressors(encs []frameEncoder, chunk, inflight int) *compressors {
-	c := &compressors{encs: encs, free: make(chan *frameJob, inflight)}
+	c := &compressors{encs: encs, chunk: chunk, free: make(chan *frameJob, inflight)}
 	for range inflight {
 		// Room for incompressible input: zstd stores such blocks raw, with small headers.
 		c.free <- &frameJob{in: make([]byte, 0, chunk), out: make([]byte, 0, chunk+chunk/64+1024)}
@@ -64,11 +65,10 @@ func newCompressors(encs []frameEncoder, chunk, inflight int) *compressors {
 	return c
 }
 
-// newParallelWriter compresses in chunks of chunk bytes (the size c's buffers were made
-// for) on one goroutine per encoder of c.
-func newParallelWriter(w io.Writer, c *compressors, chunk int) *parallelWriter {
+// newParallelWriter compresses in c's chunks on one goroutine per encoder of c.
+func newParallelWriter(w io.Writer, c *compressors) *parallelWriter {
 	inflight := cap(c.free)
-	p := &parallelWriter{w: w, chunk: chunk, c: c, work: make(chan *frameJob, inflight),
+	p := &parallelWriter{w: w, chunk: c.chunk, c: c, work: make(chan *frameJob, inflight),
 		ordered: make(chan *frameJob, inflight), written: make(chan struct{})}
 	for _, enc := range c.encs {
 		p.wg.Add(1)

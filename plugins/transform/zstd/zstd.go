@@ -73,18 +73,17 @@ const jobMemory = 48 << 20
 // The input is compressed in chunks on concurrency goroutines, each chunk one zstd frame
 // (see parallelWriter), like `zstd -T0`.
 func (t *Transform) Encode(w io.Writer) (io.WriteCloser, error) {
-	chunk := max(4<<20, 2*windowFor(t.level))
-	c, err := t.compressors(chunk)
+	c, err := t.compressors()
 	if err != nil {
 		return nil, err
 	}
-	p := newParallelWriter(w, c, chunk)
+	p := newParallelWriter(w, c)
 	p.release = t.putCompressors
 	return p, nil
 }
 
 // compressors returns an idle set of compressors, or a new one.
-func (t *Transform) compressors(chunk int) (*compressors, error) {
+func (t *Transform) compressors() (*compressors, error) {
 	t.mu.Lock()
 	if n := len(t.idle); n > 0 {
 		c := t.idle[n-1]
@@ -97,6 +96,7 @@ func (t *Transform) compressors(chunk int) (*compressors, error) {
 	if err != nil {
 		return nil, err
 	}
+	chunk := max(4<<20, 2*windowFor(t.level))
 	// One chunk per compressor plus one filling and one being written. Two per compressor
 	// were no faster (tree backups of 1 GiB, alternating runs) and held 16 MiB more of the
 	// heap, whose soft limit a large folder listing then filled (memlimit.go in
