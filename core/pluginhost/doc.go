@@ -9,7 +9,7 @@
 // Lifecycle: each configured sink gets its own plugin process, started when the pipeline
 // is built and stopped by Close (engine.Build's closers). Plugins start without the host's
 // environment (SkipHostEnv: they never see nightjar's secrets; their config arrives in
-// Configure), talk over mutual TLS with Ed25519 certificates made at each start
+// Configure), talk over mutual TLS with ECDSA P-256 certificates made at each start
 // (blob.AttachTLS), run in their own process group (a terminal's Ctrl-C reaches nightjar,
 // which stops them in order), and log through nightjar's slog logger. A plugin that dies fails only its sink; the
 // snapshot is never committed there because its manifest is written only after every

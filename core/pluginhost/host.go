@@ -90,7 +90,7 @@ func (h *Host) Start(ctx context.Context, typ, path string, s core.PluginSetting
 		Cmd:              cmd,
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		GRPCDialOptions:  blob.DialOptions(),
-		TLSConfig:        tlsCfg, // mutual TLS with Ed25519 keys, faster than AutoMTLS's P-521
+		TLSConfig:        tlsCfg, // mutual TLS with P-256 keys, faster than AutoMTLS's P-521
 		SkipHostEnv:      true,   // the plugin never sees nightjar's environment (secrets)
 		Managed:          true,   // CleanupClients stops it on signals
 		StartTimeout:     h.startTimeout,

@@ -1,7 +1,8 @@
 package blob
 
 import (
-	"crypto/ed25519"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
@@ -16,12 +17,16 @@ import (
 	"time"
 )
 
-// Mutual TLS between nightjar and a plugin, with Ed25519 keys that nightjar makes for both
-// ends.
+// Mutual TLS between nightjar and a plugin, with ECDSA P-256 keys that nightjar makes for
+// both ends.
 //
 // go-plugin's AutoMTLS makes a P-521 key pair on each side at every start, and the
 // handshake signs and verifies with them, in series with the rest of the start. On a
 // 2-vCPU machine a one-file backup to a plugin took 65 ms with them and 30 ms with Ed25519.
+// P-256 is faster still at a process's first use: Go ships its base point tables
+// precomputed, where Ed25519 computes them on first use, in each of the two processes.
+// Two certificates took 0.6-0.7 ms with P-256 and 2.1-3.1 ms with Ed25519 in a new process,
+// and a one-file backup to a plugin 33.1 ms instead of 35.9 (medians of 20 alternating runs).
 //
 // nightjar makes its own key pair and sends the certificate in PLUGIN_CLIENT_CERT, as
 // AutoMTLS does. It also makes the plugin's key pair and passes it on an inherited pipe,
@@ -123,9 +128,9 @@ func serverTLS() (*tls.Config, error) {
 // tlsHost is the name both certificates carry; go-plugin's AutoMTLS uses it too.
 const tlsHost = "localhost"
 
-// newCert makes a self-signed Ed25519 certificate for one end of one plugin connection.
+// newCert makes a self-signed ECDSA P-256 certificate for one end of one plugin connection.
 func newCert() (tls.Certificate, error) {
-	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return tls.Certificate{}, fmt.Errorf("plugin TLS: key: %w", err)
 	}
@@ -145,7 +150,7 @@ func newCert() (tls.Certificate, error) {
 		BasicConstraintsValid: true,
 		IsCA:                  true, // it signs itself, and each side trusts it as its only root
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, pub, priv)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &priv.PublicKey, priv)
 	if err != nil {
 		return tls.Certificate{}, fmt.Errorf("plugin TLS: certificate: %w", err)
 	}
