@@ -114,14 +114,64 @@ func TestTarWriterMatchesArchiveTarRandom(t *testing.T) {
 				h.Typeflag, h.Name = tar.TypeDir, h.Name+"/"
 			case 1:
 				h.Typeflag, h.Linkname = tar.TypeSymlink, strings.Repeat("../", r.IntN(40))+"t"
-			default:
+			case 2:
 				h.Typeflag, h.Size = tar.TypeReg, r.Int64N(3000)
+			default: // around and above directWrite, written past the buffer
+				h.Typeflag, h.Size = tar.TypeReg, directWrite-600+r.Int64N(3*directWrite)
 			}
 			entries = append(entries, headerCase{h: h, data: h.Typeflag == tar.TypeReg})
 		}
 		want, got := writeBoth(t, entries)
 		if !bytes.Equal(want, got) {
 			t.Fatalf("round %d: streams differ\n%s", round, firstDiff(want, got))
+		}
+	}
+}
+
+// writeLog records each Write's first byte's address and length.
+type writeLog struct {
+	bytes.Buffer
+	writes []struct {
+		first *byte
+		n     int
+	}
+}
+
+func (w *writeLog) Write(p []byte) (int, error) {
+	if len(p) > 0 {
+		w.writes = append(w.writes, struct {
+			first *byte
+			n     int
+		}{&p[0], len(p)})
+	}
+	return w.Buffer.Write(p)
+}
+
+// TestTarWriterWritesLargeDataThrough checks that a large write goes downstream as the
+// caller's slice, after the header it follows, rather than copied into the buffer.
+func TestTarWriterWritesLargeDataThrough(t *testing.T) {
+	for _, size := range []int{directWrite, 200 << 10} {
+		var w writeLog
+		tw := newTarWriter(&w)
+		data := bytes.Repeat([]byte{'x'}, size)
+		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: "f", Size: int64(size), Mode: 0o644, ModTime: time.Unix(1764750000, 0)}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tw.Write(data); err != nil {
+			t.Fatal(err)
+		}
+		if err := tw.Close(); err != nil {
+			t.Fatal(err)
+		}
+		through := false
+		for _, wr := range w.writes {
+			through = through || (wr.first == &data[0] && wr.n == size)
+		}
+		if !through {
+			t.Errorf("%d bytes: not written through as one slice; writes: %v", size, w.writes)
+		}
+		if got := w.Len(); got != blockSize+size+(-size&(blockSize-1))+2*blockSize {
+			t.Errorf("%d bytes: stream of %d bytes", size, got)
 		}
 	}
 }
