@@ -108,8 +108,8 @@ func Run(ctx context.Context, p *Pipeline) (*Result, error) {
 		states = append(states, &sinkState{name: s.Name, sink: s.Sink, raw: ok && rs.WantsRaw(), start: started})
 	}
 	// Each sink's queue holds up to depth chunks and its pump one more; the raw and the
-	// encoded fan-out each fill one.
-	pool := newChunkPool(len(p.Sinks)*(depth+1) + 2)
+	// encoded fan-out each fill one, and each one's hash holds up to chunkHashDepth+1.
+	pool := newChunkPool(len(p.Sinks)*(depth+1) + 2*(chunkHashDepth+2))
 
 	var blobArtifacts []core.Artifact
 	for _, src := range p.Sources {
@@ -223,16 +223,21 @@ func cleanupFailed(ctx context.Context, id core.SnapshotID, states []*sinkState,
 	}
 }
 
-// hashCounter hashes (on another goroutine) and counts what passes through to w.
-type hashCounter struct {
-	w    io.Writer
-	h    *asyncHash
-	n    int64
-	done *atomic.Int64 // optional progress counter
+// streamHash is the sha256 of a stream, computed on another goroutine: an asyncHash, which
+// copies what it is written, or the hash of a fan-out that the stream goes into (fanout's
+// hashed), which ignores Write and hashes the fan-out's chunks.
+type streamHash interface {
+	Write(p []byte)
+	Sum() string
+	stop()
 }
 
-func newHashCounter(w io.Writer, done *atomic.Int64) *hashCounter {
-	return &hashCounter{w: w, h: newAsyncHash(), done: done}
+// hashCounter hashes and counts what passes through to w.
+type hashCounter struct {
+	w    io.Writer
+	h    streamHash
+	n    int64
+	done *atomic.Int64 // optional progress counter
 }
 
 func (hc *hashCounter) Write(p []byte) (int, error) {
@@ -296,8 +301,7 @@ func runArtifact(ctx context.Context, p *Pipeline, id core.SnapshotID, src core.
 	var stored *hashCounter
 	var w io.Writer = blobFan
 	if len(p.Transforms) > 0 {
-		stored = newHashCounter(blobFan, nil)
-		defer stored.h.stop()
+		stored = &hashCounter{w: blobFan, h: blobFan.hashed()}
 		w = stored
 	}
 	var encoders []io.WriteCloser
@@ -322,7 +326,17 @@ func runArtifact(ctx context.Context, p *Pipeline, id core.SnapshotID, src core.
 	default:
 		rawDest = tee{rawFan, w}
 	}
-	raw := newHashCounter(rawDest, &done)
+	// The raw stream is hashed from the fan-out it goes into, if one gets all of it; only
+	// one that goes into transforms alone needs a hash of its own.
+	raw := &hashCounter{w: rawDest, done: &done}
+	switch {
+	case len(rawSinks) > 0:
+		raw.h = rawFan.hashed()
+	case len(blobSinks) > 0 && len(p.Transforms) == 0:
+		raw.h = blobFan.hashed()
+	default:
+		raw.h = newAsyncHash()
+	}
 	defer raw.h.stop()
 
 	var meta map[string]string

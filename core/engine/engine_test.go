@@ -613,3 +613,57 @@ func TestChunkPoolSurvivesCollections(t *testing.T) {
 		t.Error("the pool kept more chunks than its size")
 	}
 }
+
+// TestRunHashesEveryWiring checks the manifests' sha256 and sizes for each way the raw and
+// the stored stream are hashed: from a fan-out's chunks (a raw sink's, or the blob sinks'
+// when there are no transforms) or from a hash of their own (the raw stream, when it goes
+// into transforms alone). The source reuses and changes its buffer after each write.
+func TestRunHashesEveryWiring(t *testing.T) {
+	src := &genSource{name: "one", size: 3<<20 + 4097}
+	var want bytes.Buffer
+	if _, err := src.Snapshot(context.Background(), &want); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name       string
+		transforms bool
+		raw, blob  bool
+	}{
+		{"transforms, blob sink", true, false, true},
+		{"transforms, raw sink", true, true, false},
+		{"transforms, both", true, true, true},
+		{"no transforms, blob sink", false, false, true},
+		{"no transforms, raw sink", false, true, false},
+		{"no transforms, both", false, true, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var sinks []*memSink
+			if tc.blob {
+				sinks = append(sinks, newMemSink())
+			}
+			if tc.raw {
+				s := newMemSink()
+				s.raw = true
+				sinks = append(sinks, s)
+			}
+			p := pipeline([]core.Source{&genSource{name: src.name, size: src.size}}, sinks...)
+			if !tc.transforms {
+				p.Transforms = nil
+			}
+			res, err := Run(context.Background(), p)
+			if err != nil || res.Committed() != len(sinks) {
+				t.Fatalf("run: %v, committed %d of %d", err, res.Committed(), len(sinks))
+			}
+			for _, s := range sinks {
+				a := s.manifests[res.ID].Artifacts[0]
+				stored := s.objects[string(res.ID)+"/"+a.Object]
+				if a.SHA256 != sum(want.Bytes()) || a.Size != int64(want.Len()) {
+					t.Errorf("raw sink %v: raw sha256 %s, %d bytes; want %s, %d", s.raw, a.SHA256, a.Size, sum(want.Bytes()), want.Len())
+				}
+				if a.StoredSHA256 != sum(stored) || a.StoredSize != int64(len(stored)) {
+					t.Errorf("raw sink %v: stored sha256 %s, %d bytes; stored were %s, %d", s.raw, a.StoredSHA256, a.StoredSize, sum(stored), len(stored))
+				}
+			}
+		})
+	}
+}

@@ -2,6 +2,8 @@ package engine
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -80,7 +82,45 @@ type fanout struct {
 	streams []*stream
 	cur     *chunk
 	pool    chunkPool
+	hash    *chunkHash // nil unless hashed
 }
+
+// chunkHash hashes every chunk a fan-out sends, on its own goroutine. A sent chunk is
+// read-only and it holds a reference until it has hashed it, so unlike asyncHash it copies
+// nothing: in a backup to restic the copy into asyncHash's buffers moved each byte once
+// more.
+type chunkHash struct {
+	ch  chan *chunk
+	sum chan string
+}
+
+// chunkHashDepth is how many chunks may wait for the hash: with the one it hashes, what a
+// hashed fan-out adds to the run's chunks.
+const chunkHashDepth = 2
+
+// hashed makes f hash everything written to it; Sum gives the hex sha256 after finish.
+// It returns f's hash, which streams' Write may ignore (hashCounter).
+func (f *fanout) hashed() streamHash {
+	h := &chunkHash{ch: make(chan *chunk, chunkHashDepth), sum: make(chan string, 1)}
+	go func() {
+		s := sha256.New()
+		for c := range h.ch {
+			s.Write(c.b)
+			c.release()
+		}
+		h.sum <- hex.EncodeToString(s.Sum(nil))
+	}()
+	f.hash = h
+	return h
+}
+
+// Write does nothing: the fan-out hands the hash its chunks itself.
+func (h *chunkHash) Write([]byte) {}
+
+// Sum returns the sha256 of everything the fan-out sent; call it after finish.
+func (h *chunkHash) Sum() string { return <-h.sum }
+
+func (h *chunkHash) stop() {} // finish ends the goroutine
 
 func newFanout(ctx context.Context, id core.SnapshotID, object string, sinks []*sinkState, depth int, pool chunkPool) *fanout {
 	f := &fanout{pool: pool}
@@ -147,6 +187,10 @@ func (f *fanout) send() {
 		return
 	}
 	c.refs.Store(1) // the sender's own reference, dropped below
+	if f.hash != nil {
+		c.refs.Add(1)
+		f.hash.ch <- c
+	}
 	for _, st := range f.streams {
 		if st.failed.Load() {
 			continue
@@ -166,6 +210,9 @@ func (f *fanout) finish(abort error) {
 	} else if f.cur != nil {
 		f.pool.put(f.cur)
 		f.cur = nil
+	}
+	if f.hash != nil {
+		close(f.hash.ch)
 	}
 	for _, st := range f.streams {
 		close(st.ch)

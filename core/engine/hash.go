@@ -12,8 +12,10 @@ const (
 	hashBuffers = 6
 )
 
-// asyncHash computes a sha256 on its own goroutine, so hashing the raw and the stored
-// stream runs beside reading, compressing and encrypting instead of in series with them.
+// asyncHash computes a sha256 on its own goroutine, so hashing a stream runs beside
+// reading, compressing and encrypting instead of in series with them. It hashes what a
+// fan-out does not see whole (a raw stream into transforms alone, a restore's reads); a
+// fan-out hashes its own chunks without this copy (fanout.hashed).
 // Write copies (a memmove is an order of magnitude cheaper than sha256), so the caller
 // may reuse its buffer at once. Sum or stop must be called, or the goroutine leaks.
 type asyncHash struct {
