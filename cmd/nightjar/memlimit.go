@@ -20,8 +20,9 @@ import (
 // are 32 MiB of it), so the collector let the heap reach 83 MB before it ran, and the peak
 // RSS came to 105-117 MiB on a copy of /usr and GOROOT (1 GiB, 58,933 files), close under
 // the 128 MiB target. With a floor of 64 MiB the limit is live+24 MiB there: 9 collections
-// a run instead of 6 (20 ms of CPU instead of 7, in 6.5 s), peak RSS 86 MiB, time within
-// the runs' spread (docs/benchmarks.md, "Night of 2026-12-08, later").
+// a run instead of 6 (20 ms of CPU instead of 7, in 6.5 s), peak RSS 86-98 MiB (the
+// higher with the binary's pages as the linker wrote them), time within the runs' spread
+// (docs/benchmarks.md, "Night of 2026-12-08, later").
 const (
 	memoryLimit    = 64 << 20 // the soft limit for the buffers and an ordinary listing
 	memoryHeadroom = 24 << 20 // the least room above the live heap

@@ -32,7 +32,8 @@ import (
 // EncoderName says which zstd encoder this build compresses with (nightjar version).
 const EncoderName = "C libzstd (cgo, github.com/DataDog/zstd)"
 
-// zstd.h's parameter numbers (ZSTD_cParameter), which are part of its stable ABI.
+// zstd.h's parameter numbers (ZSTD_cParameter): 100 is in its stable API, 1017 is an
+// experimental parameter, which a libzstd without it refuses (newCEncoder goes on then).
 const (
 	cParamLevel         = 100  // ZSTD_c_compressionLevel
 	cParamBlockSplitter = 1017 // ZSTD_c_blockSplitterLevel (ZSTD_c_experimentalParam20)
@@ -47,9 +48,10 @@ const (
 // Why C when cgo is there: zstd is most of a backup's CPU, and at level 3 the C library
 // compresses the JSON lines of bench/10-tree.sh at about 290 MB/s a core, the pure-Go
 // encoder at about 220 MB/s. A backup of a tree of real files took 10% less time; one of
-// a file of half random bytes none (docs/ARCHITECTURE.md). Its frames carry no checksum of
-// their own (the manifest's sha256 of the stored and the raw bytes, and age's
-// authentication, already check every byte).
+// a file of half random bytes none, until the block splitter below was off (then 18% less
+// than before; docs/benchmarks.md). Its frames carry no checksum of their own (the
+// manifest's sha256 of the stored and the raw bytes, and age's authentication, already
+// check every byte).
 //
 // The block splitter that zstd 1.5.7 runs before the match finder is off. On 4 MiB frames
 // at level 3 it cost 5% of the time on JSON lines, 9% on random bytes and 20% on a MiB of
