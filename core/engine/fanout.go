@@ -98,8 +98,8 @@ type chunkHash struct {
 // hashed fan-out adds to the run's chunks.
 const chunkHashDepth = 2
 
-// hashed makes f hash everything written to it; Sum gives the hex sha256 after finish.
-// It returns f's hash, which streams' Write may ignore (hashCounter).
+// hashed makes f hash every chunk it sends and returns that hash for the hashCounter of
+// the stream written into f: its Write does nothing, its Sum is valid after finish.
 func (f *fanout) hashed() streamHash {
 	h := &chunkHash{ch: make(chan *chunk, chunkHashDepth), sum: make(chan string, 1)}
 	go func() {
