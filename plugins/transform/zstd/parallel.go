@@ -25,7 +25,6 @@ type frameEncoder interface {
 // Memory is bounded: at most inflight chunks (input and output) exist at a time.
 type parallelWriter struct {
 	w       io.Writer
-	chunk   int
 	c       *compressors   // encoders, and in c.free every job's buffers: their number bounds memory
 	cur     *frameJob      // the job being filled
 	buf     []byte         // its input so far
@@ -68,7 +67,7 @@ func newCompressors(encs []frameEncoder, chunk, inflight int) *compressors {
 // newParallelWriter compresses in c's chunks on one goroutine per encoder of c.
 func newParallelWriter(w io.Writer, c *compressors) *parallelWriter {
 	inflight := cap(c.free)
-	p := &parallelWriter{w: w, chunk: c.chunk, c: c, work: make(chan *frameJob, inflight),
+	p := &parallelWriter{w: w, c: c, work: make(chan *frameJob, inflight),
 		ordered: make(chan *frameJob, inflight), written: make(chan struct{})}
 	for _, enc := range c.encs {
 		p.wg.Add(1)
@@ -142,10 +141,10 @@ func (p *parallelWriter) Write(b []byte) (int, error) {
 			p.cur = <-p.c.free // waits while every chunk is in flight
 			p.buf = p.cur.in[:0]
 		}
-		k := min(len(b), p.chunk-len(p.buf))
+		k := min(len(b), p.c.chunk-len(p.buf))
 		p.buf = append(p.buf, b[:k]...)
 		b = b[k:]
-		if len(p.buf) == p.chunk {
+		if len(p.buf) == p.c.chunk {
 			p.dispatch()
 		}
 	}
